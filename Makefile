@@ -1,0 +1,33 @@
+# The two commands a new user needs: `make run` (install + dvc repro) and `make test` (install + pytest).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test ui lock clean-venv
+
+# Installs the exact versions in requirements.lock, then the project itself (editable, no deps).
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+run: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+test: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# The MLflow UI on this machine only, over the project's store.
+ui: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/activeseg ui
+
+# Re-resolve requirements.txt into requirements.lock in a scratch venv.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -r requirements.txt
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -vE '^(pip|setuptools|wheel)==' > requirements.lock
+	rm -rf .venv-lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,73 @@
+"""Augment: an albumentations pipeline written in params.yaml, applied to image and mask alike.
+
+The pipeline is albumentations' own serialised form (``A.to_dict`` / ``A.from_dict``), so any
+transform albumentations has can be used without code here. The augmented training set holds
+every original training image followed by ``variants`` seeded variants of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+
+from activeseg.errors import ActivesegError
+from activeseg.preprocess import SplitArrays
+from activeseg.progress import progress
+
+
+def build_pipeline(pipeline: dict, seed: int) -> A.Compose:
+    """``pipeline`` is what ``A.to_dict`` gives (the ``__version__`` key is optional)."""
+    try:
+        transform = A.from_dict({"transform": pipeline["transform"]} if "transform" in pipeline
+                                else {"transform": pipeline})
+    except Exception as error:  # albumentations raises many kinds on a bad description
+        raise ActivesegError(f"params.yaml: `augment.pipeline` is not a valid albumentations pipeline "
+                             f"({type(error).__name__}: {error}); write it as A.to_dict would") from None
+    if not isinstance(transform, A.Compose):
+        transform = A.Compose([transform])
+    transform.set_random_seed(seed)
+    return transform
+
+
+def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArrays:
+    """Originals first, then ``variants`` augmented copies of each labeled training image."""
+    labeled = train.has_mask
+    images, masks, ids = [train.images[labeled]], [train.masks[labeled]], [train.ids[labeled]]
+    for variant in progress(range(variants), "augment variants"):
+        variant_images, variant_masks = [], []
+        for image, mask in zip(train.images[labeled], train.masks[labeled]):
+            result = pipeline(image=image, mask=mask)
+            if result["image"].shape != image.shape or result["mask"].shape != mask.shape:
+                raise ActivesegError("params.yaml: `augment.pipeline` changes the image size; end it with a "
+                                     "crop or resize back to preprocess.size")
+            variant_images.append(result["image"])
+            variant_masks.append(result["mask"])
+        images.append(np.stack(variant_images) if variant_images else train.images[:0])
+        masks.append(np.stack(variant_masks) if variant_masks else train.masks[:0])
+        ids.append(np.char.add(train.ids[labeled], f"#aug{variant + 1}"))
+    all_ids = np.concatenate(ids)
+    return SplitArrays(all_ids, np.concatenate(images), np.concatenate(masks), np.ones(len(all_ids), bool))
+
+
+def preview_grid(augmented: SplitArrays, originals: int, variants: int, path: str | Path, columns: int = 4) -> None:
+    """A PNG with, per row, one original and its variants, the mask outlined in red."""
+    import cv2
+
+    from activeseg.imageio import write_png
+
+    shown = min(originals, columns)
+    tiles = []
+    for row in range(shown):
+        cells = []
+        for variant in range(variants + 1):
+            index = variant * originals + row
+            image = augmented.images[index]
+            rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.shape[-1] == 1 else image.copy()
+            contours, _ = cv2.findContours(augmented.masks[index][..., 0].astype(np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(rgb, contours, -1, (255, 0, 0), 1)
+            cells.append(np.pad(rgb, ((1, 1), (1, 1), (0, 0)), constant_values=255))
+        tiles.append(np.concatenate(cells, axis=1))
+    write_png(path, np.concatenate(tiles, axis=0))

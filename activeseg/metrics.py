@@ -1,0 +1,62 @@
+"""Segmentation metrics: Dice, F1, precision, recall and IoU from pixel counts.
+
+Convention for empty cases: a ratio whose denominator is zero is 1.0 when nothing was there to
+find and nothing was predicted (a perfect empty prediction), and 0.0 otherwise. For binary masks
+Dice equals F1; both are reported because users look for both names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRIC_NAMES = ("dice", "f1", "precision", "recall", "iou")
+
+
+def confusion_counts(truth: np.ndarray, predicted: np.ndarray, axis=None) -> dict[str, np.ndarray]:
+    """True/false positives and false negatives of boolean arrays, summed over ``axis``."""
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    return {"tp": np.sum(truth & predicted, axis=axis, dtype=np.int64),
+            "fp": np.sum(~truth & predicted, axis=axis, dtype=np.int64),
+            "fn": np.sum(truth & ~predicted, axis=axis, dtype=np.int64)}
+
+
+def _ratio(numerator, denominator, nothing_there):
+    numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, np.where(nothing_there, 1.0, 0.0))
+
+
+def scores_from_counts(tp, fp, fn) -> dict[str, np.ndarray]:
+    tp, fp, fn = (np.asarray(v, np.float64) for v in (tp, fp, fn))
+    nothing_there = (tp + fp + fn) == 0
+    dice = _ratio(2 * tp, 2 * tp + fp + fn, nothing_there)
+    return {"dice": dice, "f1": dice.copy(),
+            "precision": _ratio(tp, tp + fp, nothing_there),
+            "recall": _ratio(tp, tp + fn, nothing_there),
+            "iou": _ratio(tp, tp + fp + fn, nothing_there)}
+
+
+def pooled_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Scores over all pixels of all images at once."""
+    counts = confusion_counts(truth, predicted)
+    return {name: float(value) for name, value in scores_from_counts(**counts).items()}
+
+
+def per_image_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores of each image of a ``(N, …)`` batch."""
+    axes = tuple(range(1, truth.ndim))
+    return scores_from_counts(**confusion_counts(truth, predicted, axis=axes))
+
+
+def keras_dice(threshold: float = 0.5):
+    """A Keras metric named ``dice``: Dice of the thresholded prediction, pooled over the batch."""
+    import keras
+
+    def dice(y_true, y_pred):
+        truth = keras.ops.cast(y_true > 0.5, "float32")
+        predicted = keras.ops.cast(y_pred > threshold, "float32")
+        intersection = keras.ops.sum(truth * predicted)
+        total = keras.ops.sum(truth) + keras.ops.sum(predicted)
+        return keras.ops.where(total > 0, 2.0 * intersection / keras.ops.maximum(total, 1.0), 1.0)
+
+    return dice

@@ -1,0 +1,240 @@
+"""params.yaml: the typed, validated view of every knob.
+
+Each section of params.yaml is a frozen dataclass below; :func:`load_params` checks every key
+and type before any heavy work starts and names the offending key on error. The defaults here
+mirror params.yaml, which is where each knob is documented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from activeseg.errors import ActivesegError
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "efficientnetb0", "vgg16")
+LOSSES = ("bce", "dice", "focal", "jaccard")
+NORMALIZATIONS = ("unit", "zscore")
+STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
+REDUCTIONS = ("mean", "foreground_border")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticParams:
+    count: int = 60
+    size: int = 96
+    min_objects: int = 2
+    max_objects: int = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestParams:
+    raw_dir: str = "data/raw"
+    synthetic: SyntheticParams = SyntheticParams()
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitParams:
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    simulate: bool = True
+    initial_labeled: int = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessParams:
+    size: int = 64
+    channels: int = 3
+    normalization: str = "unit"
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    variants: int = 2
+    pipeline: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    backbone: str = "resnet18"
+    encoder_weights: Optional[str] = None
+    loss: str = "bce+dice"
+    batch_size: int = 8
+    learning_rate: float = 0.001
+    early_stopping_patience: int = 10
+    dropout: float = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryParams:
+    strategy: str = "mc_dropout"
+    mc_dropout_passes: int = 8
+    reduction: str = "mean"
+    top_k: int = 5
+    batch_size: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    threshold: float = 0.5
+    overlays: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingParams:
+    enabled: bool = True
+    experiment: str = "activeseg"
+    log_model: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    epochs: int = 2
+    seed: int = 42
+    ingest: IngestParams = IngestParams()
+    split: SplitParams = SplitParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    query: QueryParams = QueryParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+
+
+def _fail(source: str, key: str, problem: str) -> ActivesegError:
+    return ActivesegError(f"{source}: `{key}` {problem}; fix it in params.yaml (see the comment beside it)")
+
+
+def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, key, source)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _convert(value, options[0], key, source)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _fail(source, key, f"must be true or false, not {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(source, key, f"must be a whole number, not {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(source, key, f"must be a number, not {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _fail(source, key, f"must be text, not {value!r}")
+        return value
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise _fail(source, key, f"must be a mapping, not {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r}")
+
+
+def _build(cls, raw: Any, prefix: str, source: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _fail(source, prefix or "(top level)", "must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise _fail(source, key, f"is not a known parameter (known here: {', '.join(sorted(names))})")
+    values = {}
+    for name in names:
+        if name in raw:
+            key = f"{prefix}.{name}" if prefix else name
+            values[name] = _convert(raw[name], hints[name], key, source)
+    return cls(**values)
+
+
+def _check_ranges(params: Params, source: str) -> None:
+    def check(condition: bool, key: str, problem: str) -> None:
+        if not condition:
+            raise _fail(source, key, problem)
+
+    check(params.epochs >= 1, "epochs", "must be at least 1")
+    synthetic = params.ingest.synthetic
+    check(synthetic.count >= 8, "ingest.synthetic.count", "must be at least 8")
+    check(synthetic.size >= 32, "ingest.synthetic.size", "must be at least 32")
+    check(1 <= synthetic.min_objects <= synthetic.max_objects, "ingest.synthetic.min_objects",
+          "must be at least 1 and at most ingest.synthetic.max_objects")
+    split = params.split
+    for key, value in (("split.val_fraction", split.val_fraction), ("split.test_fraction", split.test_fraction)):
+        check(0.0 < value < 1.0, key, "must be between 0 and 1 (exclusive)")
+    check(split.val_fraction + split.test_fraction < 0.9, "split.test_fraction",
+          "plus split.val_fraction must leave at least 10% of the images for training")
+    check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
+    size = params.preprocess.size
+    check(size >= 32 and size % 32 == 0, "preprocess.size", "must be a multiple of 32 (the U-Net halves it 5 times)")
+    check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
+    check(params.preprocess.normalization in NORMALIZATIONS, "preprocess.normalization",
+          f"must be one of {', '.join(NORMALIZATIONS)}")
+    check(params.augment.variants >= 0, "augment.variants", "must be 0 or more")
+    train = params.train
+    check(train.backbone in BACKBONES, "train.backbone", f"must be one of {', '.join(BACKBONES)}")
+    check(all(part.strip() in LOSSES for part in train.loss.split("+")), "train.loss",
+          f"must be one of {', '.join(LOSSES)} or a sum such as bce+dice")
+    check(train.batch_size >= 1, "train.batch_size", "must be at least 1")
+    check(train.learning_rate > 0, "train.learning_rate", "must be positive")
+    check(0.0 <= train.dropout < 1.0, "train.dropout", "must be in [0, 1)")
+    check(train.early_stopping_patience >= 1, "train.early_stopping_patience", "must be at least 1")
+    query = params.query
+    check(query.strategy in STRATEGIES, "query.strategy", f"must be one of {', '.join(STRATEGIES)}")
+    check(query.reduction in REDUCTIONS, "query.reduction", f"must be one of {', '.join(REDUCTIONS)}")
+    check(query.mc_dropout_passes >= 2, "query.mc_dropout_passes", "must be at least 2")
+    check(query.top_k >= 1, "query.top_k", "must be at least 1")
+    check(query.batch_size >= 1, "query.batch_size", "must be at least 1")
+    check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")
+    check(params.evaluate.overlays >= 0, "evaluate.overlays", "must be 0 or more")
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping (as read from YAML) into :class:`Params`."""
+    params = _build(Params, raw, "", source)
+    _check_ranges(params, source)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; a missing file or bad YAML is a one-line error."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ActivesegError(f"{path}: not found; run from the project root, where params.yaml lives") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ActivesegError(f"{path}: not valid YAML{where}; fix the syntax there") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """Dotted keys to values, as MLflow shows params (``train.backbone`` → ``resnet18``)."""
+    flat: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                walk(getattr(value, field.name), f"{prefix}.{field.name}" if prefix else field.name)
+        elif isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}")
+        else:
+            flat[prefix] = value
+
+    walk(params, "")
+    return flat

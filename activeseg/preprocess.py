@@ -1,0 +1,123 @@
+"""Resize / normalize: the one transform from a canonical image to what the model sees.
+
+Arrays are stored compactly as uint8 (``(N, S, S, C)`` images, ``(N, S, S, 1)`` 0/1 masks) and
+normalised on the fly by :class:`Transform`, which train, active-query, evaluate and predict all
+build from the same ``stats.json``, so every consumer applies exactly the same transform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from activeseg import imageio
+from activeseg.errors import ActivesegError
+from activeseg.outputs import atomic_path, write_json, write_npz
+from activeseg.params import PreprocessParams
+from activeseg.progress import progress
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+    """Size, channels and normalisation, with the training split's statistics."""
+
+    size: int
+    channels: int
+    normalization: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """Any gray/RGB uint8 image to ``(size, size, channels)`` uint8."""
+        if image.ndim == 2 and self.channels == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        elif image.ndim == 3 and self.channels == 1:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        interpolation = cv2.INTER_AREA if min(image.shape[:2]) >= self.size else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (self.size, self.size), interpolation=interpolation)
+        return resized.reshape(self.size, self.size, self.channels)
+
+    def resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A 0/255 mask to ``(size, size, 1)`` 0/1 uint8 (nearest neighbour keeps it binary)."""
+        resized = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        return (resized > 127).astype(np.uint8)[..., None]
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 batch to the model's float32 input."""
+        scaled = images.astype(np.float32) / 255.0
+        if self.normalization == "zscore":
+            scaled = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return scaled
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def load(cls, stats_json: str | Path) -> "Transform":
+        path = Path(stats_json)
+        if not path.is_file():
+            raise ActivesegError(f"{path}: not found; run `dvc repro preprocess` first")
+        data = json.loads(path.read_text())
+        return cls(size=data["size"], channels=data["channels"], normalization=data["normalization"],
+                   mean=tuple(data["mean"]), std=tuple(data["std"]))
+
+
+@dataclasses.dataclass
+class SplitArrays:
+    """One split as arrays; ``masks`` holds zeros where ``has_mask`` is False."""
+
+    ids: np.ndarray
+    images: np.ndarray
+    masks: np.ndarray
+    has_mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def save_arrays(path: str | Path, arrays: SplitArrays) -> None:
+    write_npz(path, ids=arrays.ids, images=arrays.images, masks=arrays.masks, has_mask=arrays.has_mask)
+
+
+def load_arrays(path: str | Path) -> SplitArrays:
+    path = Path(path)
+    if not path.is_file():
+        raise ActivesegError(f"{path}: not found; run `dvc repro` to create it")
+    with np.load(path) as data:
+        return SplitArrays(ids=data["ids"], images=data["images"], masks=data["masks"], has_mask=data["has_mask"])
+
+
+def load_split_arrays(prepared_dir: str | Path, split: str) -> SplitArrays:
+    return load_arrays(Path(prepared_dir) / f"{split}.npz")
+
+
+def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: PreprocessParams,
+               out_dir: str | Path) -> Transform:
+    """Resize every split, compute normalisation statistics on train, write arrays and stats."""
+    ingested_dir = Path(ingested_dir)
+    shape_only = Transform(params.size, params.channels, params.normalization, (0.0,), (1.0,))
+    arrays: dict[str, SplitArrays] = {}
+    for split in ("train", "val", "test", "pool"):
+        rows = split_frame[split_frame["split"] == split]
+        images = np.zeros((len(rows), params.size, params.size, params.channels), np.uint8)
+        masks = np.zeros((len(rows), params.size, params.size, 1), np.uint8)
+        for index, (image_id, has_mask) in enumerate(progress(
+                list(zip(rows["id"], rows["has_mask"])), f"preprocess {split}")):
+            images[index] = shape_only.resize_image(imageio.read_image(ingested_dir / "images" / f"{image_id}.png"))
+            if has_mask:
+                masks[index] = shape_only.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
+        arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool))
+    train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
+    transform = Transform(params.size, params.channels, params.normalization,
+                          mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),
+                          std=tuple(round(max(float(v), 1e-3), 6) for v in train_pixels.std(axis=0)))
+    with atomic_path(out_dir, directory=True) as staging:
+        for split, data in arrays.items():
+            save_arrays(staging / f"{split}.npz", data)
+        write_json(staging / "stats.json", transform.to_json())
+    return transform

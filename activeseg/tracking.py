@@ -1,0 +1,138 @@
+"""MLflow tracking: one run per trained model, which train opens and query / evaluate add to.
+
+- Store: ``MLFLOW_TRACKING_URI`` when set (a shared tracking server), else a SQLite store and an
+  artifact folder at the project root, as absolute paths, so experiments that DVC runs in
+  ``.dvc/tmp/exps/…`` (``--queue``, ``--temp``) still land in the project's store.
+- Run: the train stage starts it and records its id in ``models/mlflow_run.json`` (a DVC
+  output); later stages reopen that run, so one pipeline execution is one MLflow run.
+- Tags: git revision, DVC experiment name and baseline revision (``DVC_EXP_NAME``,
+  ``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``) and the data version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator, Optional
+
+from activeseg.errors import ActivesegError
+from activeseg.outputs import write_json
+from activeseg.params import Params, TrackingParams, flatten
+
+
+def project_root(start: Optional[Path] = None) -> Path:
+    """The project's root, also from inside a DVC temporary experiment workspace."""
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    for index in range(len(parts) - 3):
+        if parts[index:index + 4] == (".dvc", "tmp", "exps", parts[index + 3]) and parts[index + 3]:
+            return Path(*parts[:index])
+    return here
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def _mlflow():
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def _experiment_id(mlflow, name: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlartifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_tags(data_version: str) -> dict[str, str]:
+    tags = {"git_revision": git_revision(), "data_version": data_version}
+    for variable, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_baseline_rev")):
+        if os.environ.get(variable):
+            tags[tag] = os.environ[variable]
+    if "dvc_exp_name" in tags:
+        tags["mlflow.runName"] = tags["dvc_exp_name"]
+    return tags
+
+
+@contextlib.contextmanager
+def start_run(params: Params, data_version: str, run_record: str | Path) -> Iterator[object]:
+    """Open a new run with the flattened params and tags; yields ``mlflow`` (or None when off)."""
+    if not params.tracking.enabled:
+        write_json(run_record, {"run_id": None})
+        yield None
+        return
+    mlflow = _mlflow()
+    try:
+        experiment_id = _experiment_id(mlflow, params.tracking.experiment)
+    except Exception as error:  # connection errors come in many types from MLflow's REST client
+        raise ActivesegError(f"MLflow store {tracking_uri()} is unreachable ({type(error).__name__}); "
+                             "check MLFLOW_TRACKING_URI or set tracking.enabled: false") from None
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags(data_version)) as run:
+        mlflow.log_params(flatten(params))
+        yield mlflow
+        write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id,
+                                "tracking_uri": tracking_uri()})
+
+
+@contextlib.contextmanager
+def resume_run(tracking: TrackingParams, run_record: str | Path) -> Iterator[object]:
+    """Reopen the run that train started; yields ``mlflow`` (or None when tracking is off)."""
+    path = Path(run_record)
+    if not path.is_file():
+        raise ActivesegError(f"{path}: not found; run `dvc repro train` first")
+    run_id = json.loads(path.read_text()).get("run_id")
+    if not tracking.enabled or run_id is None:
+        yield None
+        return
+    mlflow = _mlflow()
+    with mlflow.start_run(run_id=run_id):
+        yield mlflow
+
+
+def mlflow_callbacks(mlflow) -> list:
+    """MLflow's own Keras callback, logging every epoch's metrics, when a run is active."""
+    if mlflow is None:
+        return []
+    import mlflow.keras
+
+    return [mlflow.keras.MlflowCallback(log_every_epoch=True)]
+
+
+def log_keras_model(mlflow, model_path: str | Path) -> None:
+    """Log the saved model as an MLflow Keras model (loadable with ``mlflow.keras.load_model``)."""
+    import mlflow.keras
+
+    from activeseg.model import load_model
+
+    mlflow.keras.log_model(load_model(model_path), name="model",
+                           pip_requirements=[f"tensorflow-cpu=={_version('tensorflow-cpu')}",
+                                             f"keras=={_version('keras')}",
+                                             f"segmentation-models=={_version('segmentation-models')}"])
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"

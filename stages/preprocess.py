@@ -1,0 +1,23 @@
+"""DVC stage preprocess: canonical images → fixed-size uint8 arrays per split + normalisation stats."""
+
+import argparse
+
+from activeseg.errors import run_main
+from activeseg.params import load_params
+from activeseg.preprocess import preprocess
+from activeseg.split import read_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--ingested", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--out", required=True, help="folder for <split>.npz and stats.json")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    preprocess(args.ingested, read_split(args.split), params.preprocess, args.out)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,49 @@
+"""DVC stage train: augmented training set + val → best U-Net by validation Dice, history, MLflow run."""
+
+import argparse
+import hashlib
+from pathlib import Path
+
+from activeseg.errors import run_main
+from activeseg.outputs import write_csv, write_json
+from activeseg.params import load_params
+from activeseg.preprocess import Transform, load_arrays, load_split_arrays
+from activeseg.runtime import seed_everything
+from activeseg.tracking import log_keras_model, mlflow_callbacks, start_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", required=True)
+    parser.add_argument("--augmented", required=True)
+    parser.add_argument("--manifest", required=True, help="ingest manifest: its hash is the data version")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--history", required=True)
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--run-record", required=True)
+    args = parser.parse_args()
+    params = load_params(args.params)
+    from activeseg.training import train
+
+    seed_everything(params.seed)
+    transform = Transform.load(Path(args.prepared) / "stats.json")
+    train_set, val_set = load_arrays(args.augmented), load_split_arrays(args.prepared, "val")
+    data_version = hashlib.sha1(Path(args.manifest).read_bytes()).hexdigest()[:12]
+    with start_run(params, data_version, args.run_record) as mlflow:
+        history = train(params.train, params.epochs, transform, train_set, val_set, args.model,
+                        extra_callbacks=mlflow_callbacks(mlflow))
+        best = history.loc[history["val_dice"].idxmax()]
+        summary = {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
+                   "epochs_run": int(len(history)), "train_images": int(len(train_set))}
+        write_csv(args.history, history)
+        write_json(args.metrics, summary)
+        if mlflow:
+            mlflow.log_metrics({f"train_{key}": value for key, value in summary.items()})
+            mlflow.log_artifact(args.history)
+            if params.tracking.log_model:
+                log_keras_model(mlflow, args.model)
+
+
+if __name__ == "__main__":
+    run_main(main)
