@@ -89,8 +89,7 @@ def start_run(params: Params, data_version: str, run_record: str | Path) -> Iter
     with mlflow.start_run(experiment_id=experiment_id, tags=run_tags(data_version)) as run:
         mlflow.log_params(flatten(params))
         yield mlflow
-        write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id,
-                                "tracking_uri": tracking_uri()})
+        write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id})
 
 
 @contextlib.contextmanager

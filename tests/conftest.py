@@ -1,0 +1,114 @@
+"""Shared fixtures: tiny params, throw-away project clones for real DVC runs, the shared data sets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+VENV_BIN = Path(sys.executable).parent
+
+# Small enough that a whole `dvc repro` trains in well under a minute on 2 cores.
+TINY_OVERRIDES = {
+    "epochs": 1,
+    "ingest.synthetic.count": 24,
+    "ingest.synthetic.size": 48,
+    "split.val_fraction": 0.2,
+    "split.test_fraction": 0.2,
+    "split.initial_labeled": 6,
+    "preprocess.size": 32,
+    "augment.variants": 1,
+    "train.batch_size": 4,
+    "query.mc_dropout_passes": 2,
+    "query.top_k": 2,
+    "evaluate.overlays": 1,
+    "tracking.log_model": False,
+}
+
+
+def set_dotted(mapping: dict, dotted_key: str, value) -> None:
+    *parents, last = dotted_key.split(".")
+    for key in parents:
+        mapping = mapping.setdefault(key, {})
+    mapping[last] = value
+
+
+def tiny_params_dict(**overrides) -> dict:
+    """The project's params.yaml with the tiny overrides (and ``overrides``, dotted keys as ``a__b``)."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for key, value in {**TINY_OVERRIDES, **{k.replace("__", "."): v for k, v in overrides.items()}}.items():
+        set_dotted(params, key, value)
+    return params
+
+
+@pytest.fixture
+def tiny_params():
+    """A function returning validated tiny :class:`activeseg.params.Params`."""
+    from activeseg.params import parse_params
+
+    return lambda **overrides: parse_params(tiny_params_dict(**overrides))
+
+
+def project_env(project: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(project)  # the clone's own activeseg, not the editable install's
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for variable in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "DVC_ROOT"):
+        env.pop(variable, None)
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "activeseg tests"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@activeseg.invalid"
+    return env
+
+
+def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900, **kwargs
+        ) -> subprocess.CompletedProcess:
+    """Run a command in a project clone; on an unexpected exit code, fail with its output."""
+    result = subprocess.run(command, cwd=cwd, env=kwargs.pop("env", None) or project_env(cwd),
+                            capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+                    f"\n--- stderr\n{result.stderr[-4000:]}")
+    return result
+
+
+def make_project(destination: Path, **overrides) -> Path:
+    """A fresh git + DVC project holding this checkout's tracked files (as they are in the working
+    tree, uncommitted edits included) with tiny params, committed, and no pipeline outputs."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    skipped_prefixes = ("metrics/", "models/", "bench/", "tests/")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if name.startswith(skipped_prefixes) or not source.is_file() or name == "dvc.lock":
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (destination / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict(**overrides), sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], destination)
+    run(["git", "add", "-A"], destination)
+    run(["git", "commit", "-q", "-m", "tiny project"], destination)
+    return destination
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A tiny project clone (see :func:`make_project`)."""
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """``../shared/datasets`` from the project root, or a clean skip where it is absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip("../shared/datasets is absent (a plain clone has no shared data)")
+    return SHARED_DATASETS
