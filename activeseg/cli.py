@@ -21,12 +21,40 @@ def ui(args: argparse.Namespace) -> None:
     os.execv(sys.executable, command)
 
 
+def predict(args: argparse.Namespace) -> None:
+    """Predict masks for new images (files or folders) at their original size."""
+    from activeseg.predict import PredictOptions, predict as predict_images
+
+    options = PredictOptions(threshold=args.threshold, probabilities=args.probabilities,
+                             overlays=args.overlays, batch_size=args.batch_size)
+    masks = predict_images(args.model, args.stats, args.inputs, args.out, options)
+    print(f"predict: wrote {len(masks)} masks to {args.out}/masks"
+          + (f", probability maps to {args.out}/probabilities" if args.probabilities else "")
+          + (f", overlays to {args.out}/overlays" if args.overlays else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="activeseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     ui_parser = commands.add_parser("ui", help=ui.__doc__)
     ui_parser.add_argument("--port", type=int, default=5000)
     ui_parser.set_defaults(handler=ui)
+    predict_parser = commands.add_parser(
+        "predict", help=predict.__doc__, description=predict.__doc__ + " Writes OUT/masks/<name>.png "
+        "(0/255), and with the options OUT/probabilities/<name>.png (probability x 255) and "
+        "OUT/overlays/<name>.png. Uses the training transform from --stats.")
+    predict_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    predict_parser.add_argument("--model", default="models/model.keras", help="trained model (default: %(default)s)")
+    predict_parser.add_argument("--stats", default="data/prepared/stats.json",
+                                help="the transform of the run that trained the model (default: %(default)s)")
+    predict_parser.add_argument("--out", required=True, help="output folder")
+    predict_parser.add_argument("--threshold", type=float, default=0.5,
+                                help="probability above which a pixel is foreground (default: %(default)s; "
+                                     "use the evaluate.threshold you evaluated with)")
+    predict_parser.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    predict_parser.add_argument("--overlays", action="store_true", help="also write the images with the mask drawn")
+    predict_parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    predict_parser.set_defaults(handler=predict)
     return parser
 
 
