@@ -103,6 +103,24 @@ def _batches(items, size: int):
         yield batch
 
 
+def _predict_batches(model, transform: Transform, images: list[Path], staging: Path, options: PredictOptions):
+    """Predict and write batch by batch; yields each image once its outputs are written."""
+    for batch in _batches(images, options.batch_size):
+        originals = [imageio.read_image(path) for path in batch]
+        inputs = transform.normalize(np.stack([transform.resize_image(image) for image in originals]))
+        probabilities = model.predict(inputs, batch_size=options.batch_size, verbose=0)[..., 0]
+        for path, image, probability in zip(batch, originals, probabilities):
+            full = probability_at_original_size(probability, image.shape[:2])
+            mask = full > options.threshold
+            imageio.write_png(staging / "masks" / f"{path.stem}.png", mask.astype(np.uint8) * 255)
+            if options.probabilities:
+                imageio.write_png(staging / "probabilities" / f"{path.stem}.png",
+                                  np.round(np.clip(full, 0, 1) * 255).astype(np.uint8))
+            if options.overlays:
+                imageio.write_png(staging / "overlays" / f"{path.stem}.png", prediction_overlay(image, mask))
+            yield path
+
+
 def predict_files(model, transform: Transform, images: list[Path], out_dir: str | Path,
                   options: PredictOptions = PredictOptions()) -> list[Path]:
     """Write ``masks/<stem>.png`` (0/255) for each image, and ``probabilities/<stem>.png``
@@ -116,19 +134,9 @@ def predict_files(model, transform: Transform, images: list[Path], out_dir: str 
     try:
         for name in wanted:
             (staging / name).mkdir()
-        for batch in _batches(progress(images, "predict"), options.batch_size):
-            originals = [imageio.read_image(path) for path in batch]
-            inputs = transform.normalize(np.stack([transform.resize_image(image) for image in originals]))
-            probabilities = model.predict(inputs, batch_size=options.batch_size, verbose=0)[..., 0]
-            for path, image, probability in zip(batch, originals, probabilities):
-                full = probability_at_original_size(probability, image.shape[:2])
-                mask = full > options.threshold
-                imageio.write_png(staging / "masks" / f"{path.stem}.png", mask.astype(np.uint8) * 255)
-                if options.probabilities:
-                    imageio.write_png(staging / "probabilities" / f"{path.stem}.png",
-                                      np.round(np.clip(full, 0, 1) * 255).astype(np.uint8))
-                if options.overlays:
-                    imageio.write_png(staging / "overlays" / f"{path.stem}.png", prediction_overlay(image, mask))
+        for _ in progress(_predict_batches(model, transform, images, staging, options), "predict",
+                          total=len(images)):
+            pass
         for name in wanted:
             (out_dir / name).mkdir(exist_ok=True)
             for produced in (staging / name).iterdir():
