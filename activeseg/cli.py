@@ -9,16 +9,27 @@ import sys
 from activeseg.errors import run_main
 
 
+def ui_command(port: int, store_uri: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The MLflow UI command line and environment for a store (default: the project's), bound to
+    127.0.0.1, one worker: a single person's browser needs no more."""
+    from activeseg.tracking import project_root, project_store_uri, tracking_uri
+
+    store_uri = store_uri or tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri,
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if store_uri == project_store_uri():
+        command += ["--default-artifact-root", (project_root() / "mlartifacts").as_uri()]
+    # the background job runner serves GenAI features (judges, scorers) this project does not use
+    return command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui(args: argparse.Namespace) -> None:
     """Start the MLflow UI over the project's store, bound to this machine only."""
-    from activeseg.tracking import project_root, tracking_uri
+    from activeseg.tracking import tracking_uri
 
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
-               "--host", "127.0.0.1", "--port", str(args.port)]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        command += ["--default-artifact-root", (project_root() / "mlartifacts").as_uri()]
+    command, env = ui_command(args.port)
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {tracking_uri()}); Ctrl-C stops it")
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, env)
 
 
 def predict(args: argparse.Namespace) -> None:
