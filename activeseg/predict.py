@@ -26,6 +26,7 @@ from activeseg.evaluation import COLOURS
 from activeseg.preprocess import Transform
 from activeseg.progress import progress
 
+
 @dataclass(frozen=True)
 class PredictOptions:
     threshold: float = 0.5

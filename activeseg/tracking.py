@@ -55,7 +55,7 @@ def _experiment_id(mlflow, name: str) -> str:
         return experiment.experiment_id
     # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so compare URIs rather than test the variable
     artifacts = (project_root() / "mlartifacts").as_uri() if tracking_uri() == project_store_uri() else None
-    # the kind makes the MLflow UI open this experiment on its runs (model training), not on GenAI traces
+    # tells the MLflow UI this is model training (runs, metrics), not a GenAI app (traces)
     return mlflow.create_experiment(name, artifact_location=artifacts,
                                     tags={"mlflow.experimentKind": "custom_model_development"})
 
