@@ -235,10 +235,16 @@ async def drive_comparison(chromium: str, url: str, profile: Path, screenshot: P
         stop_group(browser_process)
 
 
-def test_mlflow_ui_compares_both_runs_with_their_epochs_and_dice(experiments, mlflow_ui, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+@pytest.fixture(scope="module")  # module scope: pytest sets it up before the module-scoped experiments
+def chromium() -> str:
+    """Debian's Chromium, or a clean skip (before any experiment or server is started)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium; CI's .ci/run does)")
+    return found
+
+
+def test_mlflow_ui_compares_both_runs_with_their_epochs_and_dice(chromium, experiments, mlflow_ui, tmp_path):
     _, client, runs = experiments
     experiment_id = runs["epochs-1"].info.experiment_id
     ids = [runs[name].info.run_id for name in EXPERIMENTS]
