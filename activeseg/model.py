@@ -1,9 +1,24 @@
-"""The segmentation model: a ``segmentation_models`` U-Net with a Monte-Carlo dropout head.
+"""The segmentation models: U-Nets with a Monte-Carlo dropout head, single stage or cascade.
 
-``sm.Unet`` has no dropout, so the decoder's last features go through a dropout layer named
-``mc_dropout`` before a new 1-channel sigmoid head. Plain prediction runs with dropout off; the
-acquisition functions run the cheap head many times with dropout on over features computed once
-(see :func:`split_at_dropout`), so T stochastic passes cost about one forward pass of the U-Net.
+Architectures (``train.architecture``):
+
+- ``sm_unet``: a ``segmentation_models`` U-Net with the encoder ``train.backbone``, whose encoder
+  starts from scratch, from ImageNet (needs a network) or from a local weights file;
+- ``unet_plain``: the classic 4-level Ronneberger U-Net (two 3x3 convolutions per level, filters
+  doubling at each of the 4 poolings, same padding, batch norm), small and good for grayscale.
+
+With ``train.cascade`` a coarse U-Net first segments the image at 1/``cascade_factor`` resolution;
+its upsampled probability map is stacked onto the image as one more channel for a second U-Net
+at full resolution (see :mod:`activeseg.training` for the two-stage training).
+
+Every model ends in a dropout layer named ``mc_dropout`` before a 1-channel sigmoid head. Plain
+prediction runs with dropout off; the acquisition functions run the cheap head many times with
+dropout on over features computed once (see :func:`split_at_dropout`). All models take inputs of
+any size divisible by :func:`size_divisor`, so training may use random crops.
+
+Batch norm's moving statistics use ``train.batchnorm_momentum``: Keras' default (0.99) needs
+hundreds of steps to forget its initial values, far more than a small data set gives, and the
+model then validates with statistics that do not match its weights.
 """
 
 from __future__ import annotations
@@ -16,26 +31,133 @@ from activeseg.params import TrainParams
 from activeseg.runtime import keras, segmentation_models
 
 DROPOUT_LAYER = "mc_dropout"
+PLAIN_LEVELS = 4  # poolings of the classic U-Net
 
 
-def build_unet(params: TrainParams, size: int, channels: int) -> keras.Model:
-    sm = segmentation_models()
+def size_divisor(params: TrainParams) -> int:
+    """Input sides must be multiples of this (5 halvings for sm, 4 for plain, times the cascade's)."""
+    divisor = 32 if params.architecture == "sm_unet" else 2 ** PLAIN_LEVELS
+    return divisor * (params.cascade_factor if params.cascade else 1)
+
+
+def _set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
+def _encoder_weights(params: TrainParams, channels: int):
     weights = params.encoder_weights
-    if weights not in (None, "imagenet"):
-        raise ActivesegError(f"params.yaml: `train.encoder_weights` is {weights!r}; use none or imagenet")
-    if weights == "imagenet" and channels != 3:
-        raise ActivesegError("params.yaml: imagenet encoder weights need preprocess.channels: 3")
+    if weights is None:
+        return None
+    if params.architecture != "sm_unet":
+        raise ActivesegError(f"params.yaml: `train.encoder_weights` is {weights!r} but train.architecture "
+                             f"{params.architecture} has no pretrained encoder; set it to none")
+    if channels != 3:
+        raise ActivesegError("params.yaml: pretrained encoder weights need preprocess.channels: 3 "
+                             "(or set train.encoder_weights: none)")
+    if weights == "imagenet":
+        return weights
+    path = Path(weights)
+    if not path.is_file():
+        raise ActivesegError(f"{path}: encoder weights file not found; set train.encoder_weights to none, "
+                             "imagenet or the path of a Keras weights file of the encoder")
+    return str(path)
+
+
+def _sm_unet(params: TrainParams, channels: int) -> keras.Model:
+    """The sm U-Net up to (without) its segmentation head: image → decoder features."""
+    sm = segmentation_models()
+    weights = _encoder_weights(params, channels)
     try:
-        base = sm.Unet(params.backbone, encoder_weights=weights, input_shape=(size, size, channels),
+        base = sm.Unet(params.backbone, encoder_weights=weights, input_shape=(None, None, channels),
                        classes=1, activation="sigmoid")
-    except OSError as error:  # keras.utils.get_file raises URLError/OSError/Exception offline
-        raise ActivesegError(f"train.encoder_weights: imagenet weights for {params.backbone} could not be "
-                             f"downloaded ({error}); set train.encoder_weights: none offline") from None
-    features = base.get_layer("final_conv").input
-    dropped = keras.layers.Dropout(params.dropout, name=DROPOUT_LAYER)(features)
-    logits = keras.layers.Conv2D(1, 3, padding="same", name="head_conv")(dropped)
-    probabilities = keras.layers.Activation("sigmoid", name="probability", dtype="float32")(logits)
-    return keras.Model(base.input, probabilities, name=f"unet_{params.backbone}")
+    except Exception as error:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception offline
+        if weights == "imagenet":
+            raise ActivesegError(f"train.encoder_weights: imagenet weights for {params.backbone} could not be "
+                                 f"downloaded ({' '.join(str(error).split())[:160]}); without a network set "
+                                 "train.encoder_weights: none or a local weights file") from None
+        if weights is not None:
+            raise ActivesegError(f"{weights}: not readable as {params.backbone} encoder weights "
+                                 f"({type(error).__name__}); use a Keras weights file of that encoder") from None
+        raise
+    return keras.Model(base.input, base.get_layer("final_conv").input, name=f"{params.backbone}_unet_features")
+
+
+def _conv_block(x, filters: int, name: str):
+    for index in (1, 2):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                                name=f"{name}_conv{index}")(x)
+        x = keras.layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
+    return x
+
+
+def _plain_unet(params: TrainParams, channels: int) -> keras.Model:
+    """The classic U-Net up to (without) its 1x1 output layer: image → last decoder features."""
+    inputs = keras.Input((None, None, channels))
+    x, skips = inputs, []
+    for level in range(PLAIN_LEVELS):
+        x = _conv_block(x, params.plain_filters * 2 ** level, f"down{level + 1}")
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
+    x = _conv_block(x, params.plain_filters * 2 ** PLAIN_LEVELS, "bottom")
+    for level in reversed(range(PLAIN_LEVELS)):
+        filters = params.plain_filters * 2 ** level
+        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_transpose")(x)
+        x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
+        x = _conv_block(x, filters, f"up{level + 1}")
+    return keras.Model(inputs, x, name="plain_unet_features")
+
+
+def _features(params: TrainParams, channels: int) -> keras.Model:
+    features = _sm_unet(params, channels) if params.architecture == "sm_unet" else _plain_unet(params, channels)
+    _set_batchnorm_momentum(features, params.batchnorm_momentum)
+    return features
+
+
+def _with_head(inputs, features, params: TrainParams, name: str, prefix: str = "") -> keras.Model:
+    dropped = keras.layers.Dropout(params.dropout, name=f"{prefix}{DROPOUT_LAYER}")(features)
+    logits = keras.layers.Conv2D(1, 3, padding="same", name=f"{prefix}head_conv")(dropped)
+    probabilities = keras.layers.Activation("sigmoid", name=f"{prefix}probability", dtype="float32")(logits)
+    return keras.Model(inputs, probabilities, name=name)
+
+
+def _name(params: TrainParams) -> str:
+    return f"unet_{params.backbone}" if params.architecture == "sm_unet" else "unet_plain"
+
+
+def build_unet(params: TrainParams, channels: int) -> keras.Model:
+    """The single-stage model: image → foreground probability, with the ``mc_dropout`` layer."""
+    inputs = keras.Input((None, None, channels), name="image")
+    return _with_head(inputs, _features(params, channels)(inputs), params, _name(params))
+
+
+def build_coarse(params: TrainParams, channels: int) -> keras.Model:
+    """The cascade's first stage: full-size image → probability computed at 1/``cascade_factor``
+    resolution and upsampled back (bilinear) to the input size."""
+    factor = params.cascade_factor
+    inputs = keras.Input((None, None, channels), name="image")
+    small = keras.layers.AveragePooling2D(factor, name="coarse_downsample")(inputs)
+    coarse = _with_head(small, _features(params, channels)(small), params, "coarse_small", prefix="coarse_")
+    upsampled = keras.layers.UpSampling2D(factor, interpolation="bilinear", name="coarse_upsample")(coarse(small))
+    return keras.Model(inputs, upsampled, name="coarse_stage")
+
+
+def build_cascade(params: TrainParams, channels: int, coarse: keras.Model) -> keras.Model:
+    """The full cascade: the (frozen) coarse stage's probability map joins the image as an extra
+    channel of the full-resolution U-Net, which ends in the ``mc_dropout`` head."""
+    coarse.trainable = False
+    inputs = keras.Input((None, None, channels), name="image")
+    stacked = keras.layers.Concatenate(name="image_and_coarse")([inputs, coarse(inputs)])
+    fine = params if params.encoder_weights is None else _without_encoder_weights(params)
+    return _with_head(inputs, _features(fine, channels + 1)(stacked), params, f"cascade_{_name(params)}")
+
+
+def _without_encoder_weights(params: TrainParams) -> TrainParams:
+    import dataclasses
+
+    return dataclasses.replace(params, encoder_weights=None)  # the fine stage has channels + 1 inputs
 
 
 def save_model(model: keras.Model, path: str | Path) -> None:

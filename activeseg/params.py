@@ -19,6 +19,7 @@ import yaml
 from activeseg.errors import ActivesegError
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "efficientnetb0", "vgg16")
+ARCHITECTURES = ("sm_unet", "unet_plain")
 LOSSES = ("bce", "dice", "focal", "jaccard")
 NORMALIZATIONS = ("unit", "zscore")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
@@ -77,11 +78,19 @@ class AugmentParams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
+    architecture: str = "sm_unet"
     backbone: str = "resnet18"
     encoder_weights: Optional[str] = None
+    plain_filters: int = 16
+    cascade: bool = False
+    cascade_factor: int = 4
+    batchnorm_momentum: float = 0.9
     loss: str = "bce+dice"
     batch_size: int = 8
+    crop_size: int = 0
+    steps_per_epoch: int = 0
     learning_rate: float = 0.001
+    lr_patience: int = 3
     early_stopping_patience: int = 10
     dropout: float = 0.3
 
@@ -203,13 +212,25 @@ def _check_ranges(params: Params, source: str) -> None:
         check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
     size = params.preprocess.size
-    check(size >= 32 and size % 32 == 0, "preprocess.size", "must be a multiple of 32 (the U-Net halves it 5 times)")
+    check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 16 (32 for sm_unet: it halves 5 times)")
     check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
     check(params.preprocess.normalization in NORMALIZATIONS, "preprocess.normalization",
           f"must be one of {', '.join(NORMALIZATIONS)}")
     check(params.augment.variants >= 0, "augment.variants", "must be 0 or more")
     train = params.train
+    check(train.architecture in ARCHITECTURES, "train.architecture", f"must be one of {', '.join(ARCHITECTURES)}")
     check(train.backbone in BACKBONES, "train.backbone", f"must be one of {', '.join(BACKBONES)}")
+    check(train.plain_filters >= 4, "train.plain_filters", "must be at least 4")
+    check(train.cascade_factor in (2, 4, 8), "train.cascade_factor", "must be 2, 4 or 8")
+    check(0.0 < train.batchnorm_momentum < 1.0, "train.batchnorm_momentum", "must be between 0 and 1")
+    divisor = (32 if train.architecture == "sm_unet" else 16) * (train.cascade_factor if train.cascade else 1)
+    check(size % divisor == 0, "preprocess.size",
+          f"must be a multiple of {divisor} for train.architecture {train.architecture}"
+          + (f" with a cascade_factor {train.cascade_factor} cascade" if train.cascade else ""))
+    check(train.crop_size == 0 or (train.crop_size % divisor == 0 and train.crop_size <= size), "train.crop_size",
+          f"must be 0 (no crop) or a multiple of {divisor} no larger than preprocess.size")
+    check(train.steps_per_epoch >= 0, "train.steps_per_epoch", "must be 0 (one pass over the data) or more")
+    check(train.lr_patience >= 1, "train.lr_patience", "must be at least 1")
     check(all(part.strip() in LOSSES for part in train.loss.split("+")), "train.loss",
           f"must be one of {', '.join(LOSSES)} or a sum such as bce+dice")
     check(train.batch_size >= 1, "train.batch_size", "must be at least 1")

@@ -54,6 +54,15 @@ class Transform:
             scaled = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return scaled
 
+    def normalize_tensor(self, images):
+        """The same as :meth:`normalize` as TensorFlow ops, for ``tf.data`` input pipelines."""
+        import tensorflow as tf
+
+        scaled = tf.cast(images, tf.float32) / 255.0
+        if self.normalization == "zscore":
+            scaled = (scaled - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
+        return scaled
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 

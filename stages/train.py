@@ -32,7 +32,7 @@ def main() -> None:
     data_version = hashlib.sha1(Path(args.manifest).read_bytes()).hexdigest()[:12]
     with start_run(params, data_version, args.run_record) as mlflow:
         history = train(params.train, params.epochs, transform, train_set, val_set, args.model,
-                        extra_callbacks=mlflow_callbacks(mlflow))
+                        extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed)
         best = history.loc[history["val_dice"].idxmax()]
         summary = {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
                    "epochs_run": int(len(history)), "train_images": int(len(train_set))}
