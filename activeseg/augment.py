@@ -2,7 +2,8 @@
 
 The pipeline is albumentations' own serialised form (``A.to_dict`` / ``A.from_dict``), so any
 transform albumentations has can be used without code here. The augmented training set holds
-every original training image followed by ``variants`` seeded variants of each.
+every original training image followed by ``variants`` seeded variants of each. A variant whose
+size changed (a crop) is resized back, so crops zoom in whatever ``preprocess.size`` is.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 
 from activeseg.errors import ActivesegError
@@ -31,6 +33,15 @@ def build_pipeline(pipeline: dict, seed: int) -> A.Compose:
     return transform
 
 
+def _resize_back(array: np.ndarray, shape: tuple, interpolation: int) -> np.ndarray:
+    if array.shape == shape:
+        return array
+    if array.ndim != 3 or array.shape[-1] != shape[-1]:
+        raise ActivesegError(f"params.yaml: `augment.pipeline` turns {shape} arrays into {array.shape}; "
+                             "keep the number of channels")
+    return cv2.resize(array, (shape[1], shape[0]), interpolation=interpolation).reshape(shape)
+
+
 def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArrays:
     """Originals first, then ``variants`` augmented copies of each labeled training image."""
     labeled = train.has_mask
@@ -39,11 +50,8 @@ def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArra
         variant_images, variant_masks = [], []
         for image, mask in zip(train.images[labeled], train.masks[labeled]):
             result = pipeline(image=image, mask=mask)
-            if result["image"].shape != image.shape or result["mask"].shape != mask.shape:
-                raise ActivesegError("params.yaml: `augment.pipeline` changes the image size; end it with a "
-                                     "crop or resize back to preprocess.size")
-            variant_images.append(result["image"])
-            variant_masks.append(result["mask"])
+            variant_images.append(_resize_back(result["image"], image.shape, cv2.INTER_LINEAR))
+            variant_masks.append(_resize_back(result["mask"], mask.shape, cv2.INTER_NEAREST))
         images.append(np.stack(variant_images) if variant_images else train.images[:0])
         masks.append(np.stack(variant_masks) if variant_masks else train.masks[:0])
         ids.append(np.char.add(train.ids[labeled], f"#aug{variant + 1}"))
@@ -53,8 +61,6 @@ def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArra
 
 def preview_grid(augmented: SplitArrays, originals: int, variants: int, path: str | Path, columns: int = 4) -> None:
     """A PNG with, per row, one original and its variants, the mask outlined in red."""
-    import cv2
-
     from activeseg.imageio import write_png
 
     shown = min(originals, columns)

@@ -1,0 +1,123 @@
+"""Training: each loss, the seeded input pipeline, the best model written, the cascade switch."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from activeseg.errors import ActivesegError
+from activeseg.model import load_model
+from activeseg.params import LOSSES, TrainParams, load_params
+from activeseg.preprocess import SplitArrays, Transform
+from activeseg.runtime import seed_everything
+from activeseg.training import HISTORY_COLUMNS, build_loss, steps_per_epoch, train, training_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = TrainParams(architecture="unet_plain", plain_filters=4, batch_size=4, dropout=0.1)
+TRANSFORM = Transform(32, 1, "zscore", (0.5,), (0.25,))
+
+
+def _blobs(count: int, seed: int) -> SplitArrays:
+    """Bright squares on a dark noisy background: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((count, 32, 32, 1), np.uint8)
+    for index in range(count):
+        row, col = rng.integers(2, 18, 2)
+        masks[index, row:row + 12, col:col + 12] = 1
+    images = np.clip(masks * 160 + rng.normal(50, 20, masks.shape), 0, 255).astype(np.uint8)
+    return SplitArrays(np.array([f"b{seed}_{i}" for i in range(count)]), images, masks, np.ones(count, bool))
+
+
+@pytest.mark.parametrize("expression", [*LOSSES, "bce+dice", "focal+jaccard"])
+def test_each_loss_prefers_the_right_answer(expression):
+    loss = build_loss(expression)
+    truth = np.zeros((1, 8, 8, 1), np.float32)
+    truth[:, 2:6, 2:6] = 1
+    right = np.clip(truth, 0.05, 0.95)
+    wrong = 1.0 - right
+    assert float(loss(truth, right)) < float(loss(truth, wrong))
+    assert np.isfinite(float(loss(truth, right)))
+
+
+def test_input_pipeline_is_seeded_and_crops():
+    data = _blobs(6, 0)
+    params = dataclasses.replace(TINY, crop_size=16)
+    first = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(3))]
+    again = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(3))]
+    other = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=4), range(3))]
+    images, masks = first[0]
+    assert images.shape == (4, 16, 16, 1) and masks.shape == (4, 16, 16, 1)
+    assert set(np.unique(masks.numpy())) <= {0.0, 1.0}
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1.numpy(), x2.numpy())
+        np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+    assert not np.array_equal(first[0][0].numpy(), other[0][0].numpy())
+    # the image and its mask are cropped at the same place: normalised foreground is bright
+    foreground = masks.numpy().astype(bool)
+    if foreground.any() and (~foreground).any():
+        assert images.numpy()[foreground].mean() > images.numpy()[~foreground].mean()
+
+
+def test_steps_per_epoch_defaults_to_one_pass():
+    assert steps_per_epoch(TINY, 10) == 3
+    assert steps_per_epoch(dataclasses.replace(TINY, steps_per_epoch=7), 10) == 7
+
+
+def test_train_learns_and_writes_the_best_model(tmp_path):
+    seed_everything(1)
+    params = dataclasses.replace(TINY, steps_per_epoch=6, learning_rate=0.01)
+    history = train(params, 3, TRANSFORM, _blobs(12, 0), _blobs(4, 1), tmp_path / "m.keras", seed=1)
+    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert len(history) == 3
+    model = load_model(tmp_path / "m.keras")
+    # the BN statistics settle within a few steps, so validation is not far behind training
+    assert history["val_dice"].max() > 0.5
+    val = _blobs(4, 1)
+    predicted = model.predict(TRANSFORM.normalize(val.images), verbose=0) > 0.5
+    dice = 2 * (predicted & (val.masks > 0)).sum() / (predicted.sum() + val.masks.sum())
+    assert dice == pytest.approx(history["val_dice"].max(), abs=0.05)  # the best epoch was kept
+
+
+def test_training_is_repeatable_with_the_same_seed(tmp_path):
+    params = dataclasses.replace(TINY, steps_per_epoch=2, crop_size=16)
+    histories = []
+    for run in range(2):
+        seed_everything(5)
+        histories.append(train(params, 1, TRANSFORM, _blobs(6, 0), _blobs(2, 1), tmp_path / f"{run}.keras", seed=5))
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
+
+
+def test_cascade_switch_trains_both_stages(tmp_path, capsys):
+    seed_everything(2)
+    params = dataclasses.replace(TINY, cascade=True, cascade_factor=2, steps_per_epoch=2)
+    train(params, 1, TRANSFORM, _blobs(6, 0), _blobs(2, 1), tmp_path / "cascade.keras", seed=2)
+    assert "cascade stage 2 of 2" in capsys.readouterr().out
+    model = load_model(tmp_path / "cascade.keras")
+    assert model.get_layer("coarse_stage").trainable is False
+    assert model.get_layer("mc_dropout") is not None
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"train": {"crop_size": 24, "architecture": "unet_plain"}}, "train.crop_size"),
+    ({"train": {"cascade": True, "cascade_factor": 4}}, "preprocess.size"),  # 64 is not a multiple of 128
+    ({"train": {"architecture": "deeplab"}}, "train.architecture"),
+    ({"train": {"batchnorm_momentum": 1.0}}, "train.batchnorm_momentum"),
+])
+def test_bad_train_params_name_the_key(overrides, key):
+    import yaml
+
+    from activeseg.params import parse_params
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        raw[section].update(values)
+    with pytest.raises(ActivesegError, match=key.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_benchmark_params_file_is_a_valid_params_file():
+    params = load_params(REPO / "bench" / "params-isbi.yaml")
+    assert params.train.architecture == "unet_plain" and params.preprocess.size == 256
