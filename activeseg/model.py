@@ -127,9 +127,10 @@ def _name(params: TrainParams) -> str:
     return f"unet_{params.backbone}" if params.architecture == "sm_unet" else "unet_plain"
 
 
-def build_unet(params: TrainParams, channels: int) -> keras.Model:
-    """The single-stage model: image → foreground probability, with the ``mc_dropout`` layer."""
-    inputs = keras.Input((None, None, channels), name="image")
+def build_unet(params: TrainParams, size: int | None, channels: int) -> keras.Model:
+    """The single-stage model: image → foreground probability, with the ``mc_dropout`` layer.
+    ``size`` None accepts any side divisible by :func:`size_divisor` (training uses crops)."""
+    inputs = keras.Input((size, size, channels), name="image")
     return _with_head(inputs, _features(params, channels)(inputs), params, _name(params))
 
 

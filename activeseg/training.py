@@ -112,7 +112,7 @@ def train(params: TrainParams, epochs: int, transform: Transform, train_set: Spl
             print("train: cascade stage 2 of 2, full-resolution U-Net fed the coarse probability map")
             model = build_cascade(params, transform.channels, coarse)
         else:
-            model = build_unet(params, transform.channels)
+            model = build_unet(params, None, transform.channels)
         checkpoint = Path(scratch) / "best.keras"
         history = _fit(model, params, epochs, data, steps, validation, checkpoint, extra_callbacks)
         save_model(load_model(checkpoint), model_path)

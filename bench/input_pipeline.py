@@ -54,7 +54,7 @@ def main() -> None:
     y_memory = tf.concat([y for _, y in batches], axis=0)
     per_epoch = int(x_memory.shape[0])
 
-    model = build_unet(params.train, channels)
+    model = build_unet(params.train, None, channels)
     model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss=build_loss(params.train.loss))
     model.fit(pipeline, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up both paths
     model.fit(x_memory, y_memory, batch_size=params.train.batch_size, epochs=1, shuffle=False, verbose=0)

@@ -32,13 +32,13 @@ def _round_trip(model, tmp_path, side: int, channels: int):
 
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_survives_save_load_predict(backbone, tmp_path):
-    model = build_unet(TrainParams(backbone=backbone), channels=3)
+    model = build_unet(TrainParams(backbone=backbone), 32, channels=3)
     loaded = _round_trip(model, tmp_path, side=32, channels=3)
     assert loaded.get_layer(DROPOUT_LAYER).rate == pytest.approx(0.3)
 
 
 def test_plain_unet_is_the_classic_four_level_layout(tmp_path):
-    model = build_unet(PLAIN, channels=1)
+    model = build_unet(PLAIN, None, channels=1)
     pools = [layer for layer in model.get_layer("plain_unet_features").layers
              if isinstance(layer, keras.layers.MaxPooling2D)]
     assert len(pools) == 4
@@ -60,7 +60,7 @@ def test_cascade_feeds_the_coarse_probability_to_the_full_resolution_net(tmp_pat
 
 
 def test_batchnorm_momentum_comes_from_params():
-    model = build_unet(dataclasses.replace(PLAIN, batchnorm_momentum=0.8), channels=1)
+    model = build_unet(dataclasses.replace(PLAIN, batchnorm_momentum=0.8), None, channels=1)
     norms = [layer for layer in model.get_layer("plain_unet_features").layers
              if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(layer.momentum == pytest.approx(0.8) for layer in norms)
@@ -77,7 +77,7 @@ def test_imagenet_weights_offline_fail_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setattr(socket, "getaddrinfo", unreachable)
     monkeypatch.setattr(socket.socket, "connect", unreachable)
     with pytest.raises(ActivesegError) as error:
-        build_unet(TrainParams(backbone="resnet18", encoder_weights="imagenet"), channels=3)
+        build_unet(TrainParams(backbone="resnet18", encoder_weights="imagenet"), None, channels=3)
     message = str(error.value)
     assert "\n" not in message and "imagenet" in message and "train.encoder_weights: none" in message
 
@@ -89,7 +89,7 @@ def test_encoder_weights_from_a_local_file(tmp_path):
                                                             weights=None, include_top=False)
     encoder.save_weights(tmp_path / "resnet18.weights.h5")
     model = build_unet(TrainParams(backbone="resnet18", encoder_weights=str(tmp_path / "resnet18.weights.h5")),
-                       channels=3)
+                       None, channels=3)
     features = model.get_layer("resnet18_unet_features")
     np.testing.assert_array_equal(features.get_layer("conv0").get_weights()[0],
                                   encoder.get_layer("conv0").get_weights()[0])
@@ -102,16 +102,16 @@ def test_encoder_weights_from_a_local_file(tmp_path):
 def test_bad_encoder_weights_are_one_line_errors(weights, channels, fragment, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ActivesegError, match=fragment):
-        build_unet(TrainParams(backbone="resnet18", encoder_weights=weights), channels=channels)
+        build_unet(TrainParams(backbone="resnet18", encoder_weights=weights), None, channels=channels)
 
 
 def test_plain_unet_refuses_encoder_weights():
     with pytest.raises(ActivesegError, match="no pretrained encoder"):
-        build_unet(dataclasses.replace(PLAIN, encoder_weights="imagenet"), channels=3)
+        build_unet(dataclasses.replace(PLAIN, encoder_weights="imagenet"), None, channels=3)
 
 
 def test_unreadable_weights_file_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.weights.h5"
     bad.write_text("not hdf5")
     with pytest.raises(ActivesegError, match="bad.weights.h5"):
-        build_unet(TrainParams(backbone="resnet18", encoder_weights=str(bad)), channels=3)
+        build_unet(TrainParams(backbone="resnet18", encoder_weights=str(bad)), None, channels=3)
