@@ -95,6 +95,7 @@ def _conv_block(x, filters: int, name: str):
 
 def _plain_unet(params: TrainParams, channels: int) -> keras.Model:
     """The classic U-Net up to (without) its 1x1 output layer: image → last decoder features."""
+    _encoder_weights(params, channels)  # refuses any: this U-Net has no pretrained encoder
     inputs = keras.Input((None, None, channels))
     x, skips = inputs, []
     for level in range(PLAIN_LEVELS):

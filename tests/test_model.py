@@ -85,8 +85,9 @@ def test_imagenet_weights_offline_fail_with_one_line(monkeypatch, tmp_path):
 def test_encoder_weights_from_a_local_file(tmp_path):
     from activeseg.runtime import segmentation_models
 
-    encoder = segmentation_models().Backbones.get_backbone("resnet18", input_shape=(None, None, 3),
-                                                            weights=None, include_top=False)
+    sm = segmentation_models()
+    get_backbone = sm.inject_global_submodules(sm.Backbones.get_backbone)  # as sm.Unet calls it
+    encoder = get_backbone("resnet18", input_shape=(None, None, 3), weights=None, include_top=False)
     encoder.save_weights(tmp_path / "resnet18.weights.h5")
     model = build_unet(TrainParams(backbone="resnet18", encoder_weights=str(tmp_path / "resnet18.weights.h5")),
                        None, channels=3)
