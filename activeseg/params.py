@@ -212,7 +212,7 @@ def _check_ranges(params: Params, source: str) -> None:
         check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
     size = params.preprocess.size
-    check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 16 (32 for sm_unet: it halves 5 times)")
+    check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 32 (sm_unet halves it 5 times; 16 is enough for unet_plain)")
     check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
     check(params.preprocess.normalization in NORMALIZATIONS, "preprocess.normalization",
           f"must be one of {', '.join(NORMALIZATIONS)}")
