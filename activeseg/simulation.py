@@ -7,8 +7,8 @@ images, and trains a fresh model on everything labeled so far, up to ``rounds`` 
 model's pooled test Dice is one point of that strategy's learning curve. A model trained on the
 initial images plus the whole pool gives the reference (the full-pool Dice).
 
-Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice),
-trained for ``epochs_per_round`` epochs on the labeled images as they are, without augmentation, so the
+Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
+:class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are, without augmentation, so the
 curves compare strategies and not augmentation luck. Round 0 does not depend on the strategy and
 is trained once per seed. With S strategies, R rounds and N seeds that is ``N * (2 + S * R)``
 trainings: the reason the stage runs only when ``simulation.enabled`` is true.
@@ -71,27 +71,47 @@ def dice_on_test(model, data: SimulationData, threshold: float) -> float:
     return pooled_scores(truth, probabilities > threshold)["dice"]
 
 
-def fit(params: Params, data: SimulationData, labeled: SplitArrays, seed: int):
-    """A fresh model trained on ``labeled``, seeded, with the weights of its best epoch by
-    validation Dice. Same model, loss and metric as the train stage, but the best epoch is kept in
-    memory: writing a checkpoint file per epoch, as the train stage does, would dominate rounds
-    this short."""
-    from activeseg.metrics import keras_dice
-    from activeseg.model import build_unet
-    from activeseg.runtime import keras, seed_everything
-    from activeseg.training import build_loss
+class Trainer:
+    """Trains "a fresh model" per round by resetting one compiled U-Net rather than building a new
+    one: building and tracing a U-Net costs more than a short round's training on a CPU.
 
-    seed_everything(seed)
-    train_params, epochs = params.train, params.simulation.epochs_per_round
-    model = build_unet(train_params, data.transform.size, data.transform.channels)
-    model.compile(optimizer=keras.optimizers.Adam(train_params.learning_rate), loss=build_loss(train_params.loss),
-                  metrics=[keras_dice()])
-    best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
-                                               restore_best_weights=True)
-    model.fit(data.transform.normalize(labeled.images), labeled.masks.astype(np.float32),
-              validation_data=(data.transform.normalize(data.val.images), data.val.masks.astype(np.float32)),
-              epochs=epochs, batch_size=train_params.batch_size, shuffle=True, callbacks=[best_epoch], verbose=0)
-    return model
+    A fresh model for ``seed`` means the weights of a U-Net built right after seeding with
+    ``seed`` (kept once per seed), a zeroed optimizer, and training seeded with ``seed``. The
+    model, loss and metric are the train stage's; the best epoch by validation Dice is kept in
+    memory (a checkpoint file per epoch, as the train stage writes, would dominate short rounds)."""
+
+    def __init__(self, params: Params, data: SimulationData) -> None:
+        from activeseg.metrics import keras_dice
+        from activeseg.model import build_unet
+        from activeseg.runtime import keras
+        from activeseg.training import build_loss
+
+        self.params, self.data = params, data
+        self._build = lambda: build_unet(params.train, data.transform.size, data.transform.channels)
+        self.model = self._build()
+        self.model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
+                           loss=build_loss(params.train.loss), metrics=[keras_dice()])
+        self._initial_weights: dict[int, list] = {}
+        self._val = (data.transform.normalize(data.val.images), data.val.masks.astype(np.float32))
+
+    def fit(self, labeled: SplitArrays, seed: int):
+        """The model trained from its seed's initial weights on ``labeled``; returns the model."""
+        from activeseg.runtime import keras, seed_everything
+
+        if seed not in self._initial_weights:
+            seed_everything(seed)
+            self._initial_weights[seed] = self._build().get_weights()
+        seed_everything(seed)
+        self.model.set_weights(self._initial_weights[seed])
+        for variable in self.model.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        epochs = self.params.simulation.epochs_per_round
+        best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
+                                                   restore_best_weights=True)
+        self.model.fit(self.data.transform.normalize(labeled.images), labeled.masks.astype(np.float32),
+                       validation_data=self._val, epochs=epochs, batch_size=self.params.train.batch_size,
+                       shuffle=True, callbacks=[best_epoch], verbose=0)
+        return self.model
 
 
 def simulate(params: Params, data: SimulationData,
@@ -100,18 +120,21 @@ def simulate(params: Params, data: SimulationData,
     round; see ``RUN_COLUMNS``) and the full-pool table (seed, labeled, dice). ``on_run`` is called
     with each finished (strategy, seed) curve, e.g. to log it."""
     sim, threshold = params.simulation, params.evaluate.threshold
+    trainer = Trainer(params, data)
     rows, references = [], []
     everything = list(range(len(data.pool)))
     for seed in (params.seed + offset for offset in range(sim.seeds)):
-        reference = fit(params, data, data.labeled_with(everything), seed * 1000 + 999)
+        reference = trainer.fit(data.labeled_with(everything), seed)
         references.append({"seed": seed, "labeled": len(data.train) + len(everything),
                            "dice": dice_on_test(reference, data, threshold)})
         print(f"simulation: seed {seed}: full pool ({references[-1]['labeled']} labeled) "
               f"test Dice {references[-1]['dice']:.4f}")
-        first_model = fit(params, data, data.labeled_with([]), seed * 1000)
+        first_model = trainer.fit(data.labeled_with([]), seed)
         first_dice = dice_on_test(first_model, data, threshold)
+        first_weights = first_model.get_weights()   # the trainer reuses the model: keep round 0 apart
         for strategy in sim.strategies:
             chosen: list[int] = []
+            first_model.set_weights(first_weights)
             model, dice = first_model, first_dice
             curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice}]
             for round_number in range(1, sim.rounds + 1):
@@ -124,7 +147,7 @@ def simulate(params: Params, data: SimulationData,
                                     params.query.batch_size, seed * 1000 + round_number)
                 ranking = rank(remaining.astype(str), scored.scores, strategy)
                 chosen += [int(index) for index in ranking["id"][: sim.images_per_round]]
-                model = fit(params, data, data.labeled_with(chosen), seed * 1000 + round_number)
+                model = trainer.fit(data.labeled_with(chosen), seed)
                 dice = dice_on_test(model, data, threshold)
                 curve.append({"strategy": strategy, "seed": seed, "round": round_number,
                               "labeled": len(data.train) + len(chosen), "dice": dice})

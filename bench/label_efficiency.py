@@ -82,16 +82,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-pool", type=int, default=0, help="cap on the pool size (0: no cap), to bound the cost")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     params = parse_params({
         "seed": 1, "preprocess": {"size": args.size},
-        "train": {"batch_size": 4, "early_stopping_patience": args.epochs},
+        "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs},
         "query": {"mc_dropout_passes": args.passes, "reduction": "mean"},
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
                        "images_per_round": args.per_round, "epochs_per_round": args.epochs, "seeds": args.seeds}})
     groups = load_dataset(args.dataset, args.count, seed=0)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
+    pool = pool[: args.max_pool] if args.max_pool else pool
     shape = Transform(args.size, 3, "unit", (0.0,), (1.0,))
     data = SimulationData(shape, arrays(shape, initial), arrays(shape, pool), arrays(shape, val), arrays(shape, test))
     print(f"{args.dataset}: {len(initial)} initial, {len(pool)} pool, {len(val)} val, {len(test)} test images "
@@ -100,7 +103,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    runs, references = simulate(params, data)
+    partial = out / "runs_partial.csv"
+    partial.unlink(missing_ok=True)
+
+    def keep(strategy, seed, curve):   # partial results survive a run cut short
+        curve.to_csv(partial, mode="a", header=not partial.exists(), index=False)
+
+    runs, references = simulate(params, data, on_run=keep)
     summary = summarize(runs, references, strategies, params.simulation.target_fraction)
     uncertainty = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
     best = min(uncertainty, key=lambda s: uncertainty[s]["labels_to_target"]) if uncertainty else None
