@@ -39,7 +39,10 @@ def main() -> None:
     with resume_run(params.tracking, args.run_record) as mlflow:
         def log_run(strategy, seed, curve):
             if mlflow:
-                with mlflow.start_run(run_name=f"simulation {strategy} seed {seed}", nested=True):
+                # a nested run lands in the default experiment unless told the parent's
+                experiment_id = mlflow.active_run().info.experiment_id
+                with mlflow.start_run(run_name=f"simulation {strategy} seed {seed}", nested=True,
+                                      experiment_id=experiment_id):
                     mlflow.log_params({"strategy": strategy, "seed": seed, "rounds": sim.rounds,
                                        "images_per_round": sim.images_per_round,
                                        "epochs_per_round": sim.epochs_per_round})
