@@ -2,27 +2,41 @@
 
 Pixel scores come from T Monte-Carlo dropout passes (Gal & Ghahramani 2016; Di Scandalea et al.
 2019). The U-Net's features are computed once per batch and only the dropout-and-head tail runs
-T times (see :func:`activeseg.model.split_at_dropout`), so T passes cost about one ``predict``.
+T times (see :func:`activeseg.model.split_at_dropout`), so T passes cost about one ``predict``
+(measured in ``bench/scoring_cost.py``).
 
 Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p`` their mean:
 
-- ``mc_dropout``: variance of ``p_t`` over passes.
-- ``entropy``: binary entropy of ``p`` (natural log).
-- ``bald``: entropy of ``p`` minus the mean entropy of each ``p_t`` (mutual information).
-- ``margin``: ``1 - |2p - 1|``, highest where the two classes are closest.
+- ``mc_dropout``: variance of ``p_t`` over the T passes (population variance, divisor T);
+  at most 0.25.
+- ``entropy``: binary entropy of ``p`` (natural log); at most ln 2.
+- ``bald``: entropy of ``p`` minus the mean entropy of each ``p_t`` (mutual information between
+  the prediction and the dropout mask); at most ln 2, never negative.
+- ``margin``: ``1 - |2p - 1|``, one minus the gap between the two class probabilities; highest
+  where they are closest. For two classes least confidence, ``1 - max(p, 1 - p)``, is exactly half
+  of it, so the two rank images identically and only ``margin`` is offered.
 - ``random``: a seeded uniform number per image, the baseline every strategy must beat.
 
 Reduction of pixel scores to one score per image: ``mean`` over all pixels, or
-``foreground_border``: mean over the predicted foreground (``p > 0.5``) dilated by 2 pixels,
-so large empty backgrounds do not dilute the score (0 when nothing is predicted).
+``foreground_border``: mean over the predicted foreground (``p > 0.5``) dilated by 2 pixels
+(a 5x5 square), so large empty backgrounds do not dilute the score (0 when nothing is predicted).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
+
 import cv2
 import numpy as np
 
+from activeseg.progress import progress
+
 EPSILON = 1e-7
+# The largest value each pixel score can take: uncertainty maps are drawn on this fixed scale so
+# that two exported images can be compared by eye.
+SCORE_MAXIMUM = {"mc_dropout": 0.25, "entropy": float(np.log(2)), "bald": float(np.log(2)), "margin": 1.0,
+                 "random": float(np.log(2))}
 
 
 def binary_entropy(probability: np.ndarray) -> np.ndarray:
@@ -38,9 +52,13 @@ def pixel_scores(strategy: str, samples: np.ndarray) -> np.ndarray:
     if strategy == "entropy":
         return binary_entropy(mean)
     if strategy == "bald":
-        return binary_entropy(mean) - binary_entropy(samples).mean(axis=0)
+        # Jensen makes this non-negative; clipping near 0 and 1 can leave a -1e-7, hence the floor.
+        return np.maximum(binary_entropy(mean) - binary_entropy(samples).mean(axis=0), 0.0)
     if strategy == "margin":
         return 1.0 - np.abs(2.0 * mean - 1.0)
+    if strategy == "random":
+        # random ranks images by a coin; the map shown to the annotator is still where the model is unsure
+        return binary_entropy(mean)
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
@@ -58,37 +76,74 @@ def reduce_scores(scores: np.ndarray, mean_probability: np.ndarray, reduction: s
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
-def mc_samples(model, images: np.ndarray, passes: int, batch_size: int):
-    """Yield ``(start, samples)`` per batch, ``samples`` being ``(T, B, H, W)`` probabilities."""
-    from activeseg.model import split_at_dropout
+_SPLIT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-    feature_model, head = split_at_dropout(model)
-    for start in range(0, len(images), batch_size):
-        features = feature_model(images[start:start + batch_size], training=False)
-        samples = np.stack([head(features, training=True).numpy()[..., 0] for _ in range(passes)])
+
+def _split_model(model):
+    """The feature model and the compiled head of ``model``, built once per model: rebuilding
+    them would retrace both graphs on every call (each simulation round scores the pool)."""
+    if model not in _SPLIT_MODELS:
+        import tensorflow as tf
+
+        from activeseg.model import split_at_dropout
+
+        feature_model, head = split_at_dropout(model)
+        _SPLIT_MODELS[model] = (feature_model, tf.function(head, reduce_retracing=True))
+    return _SPLIT_MODELS[model]
+
+
+def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, description: str = "score pool"):
+    """Yield ``(start, samples)`` per batch, ``samples`` being ``(T, B, H, W)`` probabilities.
+
+    ``passes=1`` gives the plain prediction (dropout off). Both halves run as compiled graphs
+    (``predict_on_batch`` and a ``tf.function``), as ``predict`` does; run eagerly, op by op, they
+    were several times slower on CPU."""
+    import tensorflow as tf
+
+    feature_model, head = _split_model(model)
+    starts = range(0, len(images), batch_size)
+    for start in progress(starts, f"{description} ({batch_size} images a step)"):
+        features = tf.constant(feature_model.predict_on_batch(images[start:start + batch_size]))
+        samples = np.stack([head(features, passes > 1).numpy()[..., 0] for _ in range(passes)])
         yield start, samples
 
 
+@dataclasses.dataclass
+class PoolScores:
+    """What scoring the pool gives: one score per image, and per pixel the strategy's score map
+    and the mean foreground probability (what the exported polygons are drawn from)."""
+
+    scores: np.ndarray
+    maps: np.ndarray
+    probabilities: np.ndarray
+
+
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
-               batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores ``(N,)`` and the mean pixel score maps ``(N, H, W)`` for normalised images."""
-    if strategy == "random":
-        rng = np.random.default_rng(seed)
-        return rng.random(len(images)), np.zeros(images.shape[:3], np.float32)
+               batch_size: int, seed: int) -> PoolScores:
+    """Score ``(N, S, S, C)`` normalised images; memory is two float32 ``(N, S, S)`` maps.
+
+    ``random`` runs the model once without dropout (for the maps and polygons only) and draws the
+    image scores from ``seed``."""
     image_scores = np.zeros(len(images))
     maps = np.zeros(images.shape[:3], np.float32)
-    for start, samples in mc_samples(model, images, passes, batch_size):
+    probabilities = np.zeros(images.shape[:3], np.float32)
+    for start, samples in mc_samples(model, images, 1 if strategy == "random" else passes, batch_size):
         scores = pixel_scores(strategy, samples)
-        image_scores[start:start + len(scores)] = reduce_scores(scores, samples.mean(axis=0), reduction)
+        mean = samples.mean(axis=0)
+        image_scores[start:start + len(scores)] = reduce_scores(scores, mean, reduction)
         maps[start:start + len(scores)] = scores
-    return image_scores, maps
+        probabilities[start:start + len(scores)] = mean
+    if strategy == "random":
+        image_scores = np.random.default_rng(seed).random(len(images))
+    return PoolScores(image_scores, maps, probabilities)
 
 
 def rank(ids: np.ndarray, scores: np.ndarray, strategy: str):
-    """A ranking table, most informative first; ties broken by id so the order is stable."""
+    """A ranking table (id, score, rank, strategy), most informative first; ties broken by id so
+    the order is stable."""
     import pandas as pd
 
-    table = pd.DataFrame({"id": ids.astype(str), "score": scores, "strategy": strategy})
+    table = pd.DataFrame({"id": np.asarray(ids).astype(str), "score": scores, "strategy": strategy})
     table = table.sort_values(["score", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     table.insert(2, "rank", np.arange(1, len(table) + 1))
     return table

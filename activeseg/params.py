@@ -102,6 +102,18 @@ class QueryParams:
     reduction: str = "mean"
     top_k: int = 5
     batch_size: int = 16
+    label: str = "foreground"
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationParams:
+    enabled: bool = False
+    strategies: tuple[str, ...] = ("mc_dropout", "entropy", "bald", "margin", "random")
+    rounds: int = 4
+    images_per_round: int = 4
+    epochs_per_round: int = 4
+    seeds: int = 3
+    target_fraction: float = 0.95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +139,7 @@ class Params:
     augment: AugmentParams = AugmentParams()
     train: TrainParams = TrainParams()
     query: QueryParams = QueryParams()
+    simulation: SimulationParams = SimulationParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
 
@@ -143,6 +156,10 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None
         return _convert(value, options[0], key, source)
+    if typing.get_origin(annotation) is tuple:
+        if not isinstance(value, list):
+            raise _fail(source, key, f"must be a list such as [a, b], not {value!r}")
+        return tuple(_convert(item, typing.get_args(annotation)[0], key, source) for item in value)
     if annotation is bool:
         if not isinstance(value, bool):
             raise _fail(source, key, f"must be true or false, not {value!r}")
@@ -243,6 +260,17 @@ def _check_ranges(params: Params, source: str) -> None:
     check(query.mc_dropout_passes >= 2, "query.mc_dropout_passes", "must be at least 2")
     check(query.top_k >= 1, "query.top_k", "must be at least 1")
     check(query.batch_size >= 1, "query.batch_size", "must be at least 1")
+    check(bool(query.label.strip()) and query.label != "__ignore__", "query.label",
+          "must be a non-empty Labelme label other than __ignore__")
+    simulation = params.simulation
+    check(len(simulation.strategies) >= 1 and set(simulation.strategies) <= set(STRATEGIES)
+          and len(set(simulation.strategies)) == len(simulation.strategies), "simulation.strategies",
+          f"must list each of at most {', '.join(STRATEGIES)} once")
+    check(simulation.rounds >= 1, "simulation.rounds", "must be at least 1")
+    check(simulation.images_per_round >= 1, "simulation.images_per_round", "must be at least 1")
+    check(simulation.epochs_per_round >= 1, "simulation.epochs_per_round", "must be at least 1")
+    check(simulation.seeds >= 1, "simulation.seeds", "must be at least 1")
+    check(0.0 < simulation.target_fraction <= 1.0, "simulation.target_fraction", "must be in (0, 1]")
     check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")
     check(params.evaluate.overlays >= 0, "evaluate.overlays", "must be 0 or more")
 

@@ -1,10 +1,10 @@
 """DVC stage query: score the unlabeled pool, rank it, export the top-K images for annotation."""
 
 import argparse
-import shutil
 from pathlib import Path
 
 from activeseg.acquisition import rank, score_pool
+from activeseg.annotation import export_for_annotation
 from activeseg.errors import run_main
 from activeseg.model import load_model
 from activeseg.outputs import atomic_path, write_csv, write_json
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--ingested", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--run-record", required=True)
-    parser.add_argument("--out", required=True, help="folder for ranking.csv and export/")
+    parser.add_argument("--out", required=True, help="folder for ranking.csv, export/ and uncertainty/")
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
     params = load_params(args.params)
@@ -29,25 +29,25 @@ def main() -> None:
     seed_everything(params.seed)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
-    scores, _ = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
-                           query.mc_dropout_passes, query.reduction, query.batch_size, params.seed)
-    ranking = rank(pool.ids, scores, query.strategy)
+    scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
+                        query.mc_dropout_passes, query.reduction, query.batch_size, params.seed)
+    ranking = rank(pool.ids, scored.scores, query.strategy)
     chosen = ranking["id"][: query.top_k].tolist()
     with atomic_path(args.out, directory=True) as staging:
         write_csv(staging / "ranking.csv", ranking)
-        (staging / "export").mkdir()
-        for image_id in chosen:
-            shutil.copyfile(Path(args.ingested) / "images" / f"{image_id}.png", staging / "export" / f"{image_id}.png")
+        export_for_annotation(staging, chosen, pool.ids, scored, args.ingested, query.strategy,
+                              params.evaluate.threshold, query.label)
     summary = {"pool_size": int(len(ranking)), "exported": len(chosen), "strategy": query.strategy,
                "top_score": float(ranking["score"].max()) if len(ranking) else 0.0,
                "mean_score": float(ranking["score"].mean()) if len(ranking) else 0.0}
     write_json(args.metrics, summary)
-    print(f"query: ranked {len(ranking)} pool images by {query.strategy}; exported {len(chosen)} to "
-          f"{Path(args.out) / 'export'} for annotation")
+    print(f"query: ranked {len(ranking)} pool images by {query.strategy}; exported {len(chosen)} with "
+          f"pre-filled Labelme JSON to {Path(args.out) / 'export'} for annotation")
     with resume_run(params.tracking, args.run_record) as mlflow:
         if mlflow:
             mlflow.log_metrics({f"query_{key}": value for key, value in summary.items() if key != "strategy"})
             mlflow.log_artifact(str(Path(args.out) / "ranking.csv"), artifact_path="query")
+            mlflow.log_artifacts(str(Path(args.out) / "uncertainty"), artifact_path="query/uncertainty")
 
 
 if __name__ == "__main__":

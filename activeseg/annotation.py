@@ -1,0 +1,83 @@
+"""Export for annotation: the queried images, Labelme JSON pre-filled with the model's polygons,
+and an uncertainty map per image.
+
+Layout of an export (the query stage's ``data/query``)::
+
+    export/<id>.png           the image at its original size (from data/ingested/images)
+    export/<id>.json          Labelme 5 JSON beside it: the thresholded prediction as polygons,
+                              imagePath "<id>.png", imageData null, flags {"activeseg_queried": true}
+    uncertainty/<id>.png      the strategy's pixel score as a heat map, original size, on the
+                              strategy's fixed scale (black = certain, yellow = the maximum)
+
+``export/`` holds exactly what goes back into ``data/raw`` once corrected in Labelme, so the
+annotator corrects polygons instead of drawing from nothing. The ``activeseg_queried`` flag tells
+the split that the image was chosen by active learning: it joins train, never val or test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from activeseg import imageio
+from activeseg.acquisition import SCORE_MAXIMUM, PoolScores
+from activeseg.progress import progress
+
+LABELME_VERSION = "5.5.0"
+QUERIED_FLAG = "activeseg_queried"
+# Contours are simplified to within this many pixels: a Labelme polygon point per boundary pixel
+# would make the shapes hard to edit.
+POLYGON_TOLERANCE = 1.0
+
+
+def prediction_polygons(probability: np.ndarray, height: int, width: int, threshold: float) -> list[list[list[float]]]:
+    """Outer contours of ``probability > threshold`` after resizing the map to ``height x width``,
+    as lists of ``[x, y]`` points (at least 3 each)."""
+    resized = cv2.resize(probability.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    foreground = (resized > threshold).astype(np.uint8)
+    contours, _ = cv2.findContours(foreground, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons = []
+    for contour in contours:
+        simplified = cv2.approxPolyDP(contour, POLYGON_TOLERANCE, closed=True)[:, 0, :]
+        if len(simplified) >= 3:
+            polygons.append([[float(x), float(y)] for x, y in simplified])
+    return polygons
+
+
+def labelme_document(image_name: str, height: int, width: int, polygons: list, label: str) -> dict:
+    """A Labelme 5 annotation of one image: one polygon shape per predicted object."""
+    shapes = [{"label": label, "points": points, "group_id": None, "description": "",
+               "shape_type": "polygon", "flags": {}, "mask": None} for points in polygons]
+    return {"version": LABELME_VERSION, "flags": {QUERIED_FLAG: True}, "shapes": shapes,
+            "imagePath": image_name, "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
+
+
+def uncertainty_picture(score_map: np.ndarray, strategy: str, height: int, width: int) -> np.ndarray:
+    """RGB heat map of a pixel-score map at ``height x width``, on the strategy's fixed scale."""
+    scaled = np.clip(score_map / SCORE_MAXIMUM[strategy], 0.0, 1.0)
+    resized = cv2.resize(scaled.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    bgr = cv2.applyColorMap((resized * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def export_for_annotation(out_dir: str | Path, chosen_ids: list[str], pool_ids: np.ndarray, scored: PoolScores,
+                          ingested_dir: str | Path, strategy: str, threshold: float, label: str) -> None:
+    """Write ``export/`` and ``uncertainty/`` (see the module docstring) for ``chosen_ids`` under
+    ``out_dir``, which the caller stages atomically."""
+    out_dir = Path(out_dir)
+    (out_dir / "export").mkdir(parents=True)
+    (out_dir / "uncertainty").mkdir()
+    index_of = {image_id: index for index, image_id in enumerate(np.asarray(pool_ids).astype(str))}
+    for image_id in progress(chosen_ids, "export for annotation"):
+        index = index_of[image_id]
+        image = imageio.read_image(Path(ingested_dir) / "images" / f"{image_id}.png")
+        height, width = image.shape[:2]
+        imageio.write_png(out_dir / "export" / f"{image_id}.png", image)
+        polygons = prediction_polygons(scored.probabilities[index], height, width, threshold)
+        document = labelme_document(f"{image_id}.png", height, width, polygons, label)
+        (out_dir / "export" / f"{image_id}.json").write_text(json.dumps(document, indent=2) + "\n")
+        imageio.write_png(out_dir / "uncertainty" / f"{image_id}.png",
+                          uncertainty_picture(scored.maps[index], strategy, height, width))

@@ -1,0 +1,259 @@
+"""Simulation: replay the active-learning loop with the hidden pool masks as the oracle.
+
+With ``split.simulate`` the pool holds images whose masks the split hid (``has_mask``). For each
+seed, a model is trained on the initial labeled images (round 0); then, for each strategy, every
+round scores the remaining pool with the last round's model, reveals the masks of the top K
+images, and trains a fresh model on everything labeled so far, up to ``rounds`` rounds. Each
+model's pooled test Dice is one point of that strategy's learning curve. A model trained on the
+initial images plus the whole pool gives the reference (the full-pool Dice).
+
+Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
+:class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are, without augmentation, so the
+curves compare strategies and not augmentation luck. Round 0 does not depend on the strategy and
+is trained once per seed. With S strategies, R rounds and N seeds that is ``N * (2 + S * R)``
+trainings: the reason the stage runs only when ``simulation.enabled`` is true.
+
+Summaries per strategy, from the curve averaged over seeds: ``labels_to_target``, the fewest
+labeled images whose mean Dice reaches ``target_fraction`` of the mean full-pool Dice (null when
+no round gets there), and ``aulc``, the area under the learning curve divided by the width of the
+labeled range (the curve's mean Dice, 1 at best), given as mean and std over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from activeseg.acquisition import rank, score_pool
+from activeseg.errors import ActivesegError
+from activeseg.evaluation import predict_probabilities
+from activeseg.metrics import pooled_scores
+from activeseg.params import Params
+from activeseg.preprocess import SplitArrays, Transform
+
+RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice"]
+
+
+@dataclasses.dataclass
+class SimulationData:
+    """The split's arrays: the initial labeled images, the pool (oracle masks), val and test."""
+
+    transform: Transform
+    train: SplitArrays
+    pool: SplitArrays
+    val: SplitArrays
+    test: SplitArrays
+
+    def __post_init__(self) -> None:
+        keep = self.pool.has_mask.astype(bool)
+        self.pool = SplitArrays(self.pool.ids[keep], self.pool.images[keep], self.pool.masks[keep],
+                                self.pool.has_mask[keep])
+        if len(self.pool) == 0:
+            raise ActivesegError("data/prepared/pool.npz: no pool image has a hidden mask to reveal; the "
+                                 "simulation needs split.simulate: true and masks for every image")
+
+    def labeled_with(self, pool_indices: list[int]) -> SplitArrays:
+        """The initial labeled images plus the pool images at ``pool_indices``, masks revealed."""
+        index = np.asarray(pool_indices, dtype=int)
+        return SplitArrays(np.concatenate([self.train.ids, self.pool.ids[index]]),
+                           np.concatenate([self.train.images, self.pool.images[index]]),
+                           np.concatenate([self.train.masks, self.pool.masks[index]]),
+                           np.ones(len(self.train) + len(index), bool))
+
+
+def dice_on_test(model, data: SimulationData, threshold: float) -> float:
+    probabilities = predict_probabilities(model, data.transform.normalize(data.test.images))
+    truth = data.test.masks[..., 0].astype(bool)
+    return pooled_scores(truth, probabilities > threshold)["dice"]
+
+
+class Trainer:
+    """Trains "a fresh model" per round by resetting one compiled U-Net rather than building a new
+    one: building and tracing a U-Net costs more than a short round's training on a CPU.
+
+    A fresh model for ``seed`` means the weights of a U-Net built right after seeding with
+    ``seed`` (kept once per seed), a zeroed optimizer, and training seeded with ``seed``. The
+    model, loss and metric are the train stage's; the best epoch by validation Dice is kept in
+    memory (a checkpoint file per epoch, as the train stage writes, would dominate short rounds)."""
+
+    def __init__(self, params: Params, data: SimulationData) -> None:
+        from activeseg.metrics import keras_dice
+        from activeseg.model import build_unet
+        from activeseg.runtime import keras
+        from activeseg.training import build_loss
+
+        self.params, self.data = params, data
+        self._build = lambda: build_unet(params.train, data.transform.size, data.transform.channels)
+        self.model = self._build()
+        self.model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
+                           loss=build_loss(params.train.loss), metrics=[keras_dice()])
+        self._initial_weights: dict[int, list] = {}
+        self._val = (data.transform.normalize(data.val.images), data.val.masks.astype(np.float32))
+
+    def fit(self, labeled: SplitArrays, seed: int):
+        """The model trained from its seed's initial weights on ``labeled``; returns the model."""
+        from activeseg.runtime import keras, seed_everything
+
+        if seed not in self._initial_weights:
+            seed_everything(seed)
+            self._initial_weights[seed] = self._build().get_weights()
+        seed_everything(seed)
+        self.model.set_weights(self._initial_weights[seed])
+        for variable in self.model.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        epochs = self.params.simulation.epochs_per_round
+        best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
+                                                   restore_best_weights=True)
+        self.model.fit(self.data.transform.normalize(labeled.images), labeled.masks.astype(np.float32),
+                       validation_data=self._val, epochs=epochs, batch_size=self.params.train.batch_size,
+                       shuffle=True, callbacks=[best_epoch], verbose=0)
+        return self.model
+
+
+def simulate(params: Params, data: SimulationData,
+             on_run: Optional[Callable[[str, int, pd.DataFrame], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every strategy for every seed; returns the runs table (one row per strategy, seed and
+    round; see ``RUN_COLUMNS``) and the full-pool table (seed, labeled, dice). ``on_run`` is called
+    with each finished (strategy, seed) curve, e.g. to log it."""
+    sim, threshold = params.simulation, params.evaluate.threshold
+    trainer = Trainer(params, data)
+    rows, references = [], []
+    everything = list(range(len(data.pool)))
+    for seed in (params.seed + offset for offset in range(sim.seeds)):
+        reference = trainer.fit(data.labeled_with(everything), seed)
+        references.append({"seed": seed, "labeled": len(data.train) + len(everything),
+                           "dice": dice_on_test(reference, data, threshold)})
+        print(f"simulation: seed {seed}: full pool ({references[-1]['labeled']} labeled) "
+              f"test Dice {references[-1]['dice']:.4f}")
+        first_model = trainer.fit(data.labeled_with([]), seed)
+        first_dice = dice_on_test(first_model, data, threshold)
+        first_weights = first_model.get_weights()   # the trainer reuses the model: keep round 0 apart
+        for strategy in sim.strategies:
+            chosen: list[int] = []
+            first_model.set_weights(first_weights)
+            model, dice = first_model, first_dice
+            curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice}]
+            for round_number in range(1, sim.rounds + 1):
+                taken = set(chosen)
+                remaining = np.array([index for index in everything if index not in taken])
+                if len(remaining) == 0:
+                    break
+                scored = score_pool(model, data.transform.normalize(data.pool.images[remaining]), strategy,
+                                    params.query.mc_dropout_passes, params.query.reduction,
+                                    params.query.batch_size, seed * 1000 + round_number)
+                ranking = rank(remaining.astype(str), scored.scores, strategy)
+                chosen += [int(index) for index in ranking["id"][: sim.images_per_round]]
+                model = trainer.fit(data.labeled_with(chosen), seed)
+                dice = dice_on_test(model, data, threshold)
+                curve.append({"strategy": strategy, "seed": seed, "round": round_number,
+                              "labeled": len(data.train) + len(chosen), "dice": dice})
+                print(f"simulation: {strategy} seed {seed} round {round_number}/{sim.rounds}: "
+                      f"{curve[-1]['labeled']} labeled, test Dice {dice:.4f}")
+            rows += curve
+            if on_run is not None:
+                on_run(strategy, seed, pd.DataFrame(curve, columns=RUN_COLUMNS))
+    return pd.DataFrame(rows, columns=RUN_COLUMNS), pd.DataFrame(references)
+
+
+def learning_curves(runs: pd.DataFrame, strategies) -> pd.DataFrame:
+    """Wide table for DVC plots: ``labeled``, then per strategy its mean Dice over seeds (column
+    named after the strategy) and the spread (``<strategy>_std``, ``<strategy>_min``, ``<strategy>_max``)."""
+    table = pd.DataFrame({"labeled": sorted(runs["labeled"].unique())})
+    for strategy in strategies:
+        stats = runs[runs["strategy"] == strategy].groupby("labeled")["dice"].agg(["mean", "std", "min", "max"])
+        stats = stats.rename(columns={"mean": strategy, "std": f"{strategy}_std", "min": f"{strategy}_min",
+                                      "max": f"{strategy}_max"}).fillna({f"{strategy}_std": 0.0})
+        table = table.merge(stats, left_on="labeled", right_index=True, how="left")
+    return table.round(6)
+
+
+def area_under_curve(labeled: np.ndarray, dice: np.ndarray) -> float:
+    """Trapezoid area over the labeled range divided by its width; a single point is its Dice."""
+    if len(labeled) < 2:
+        return float(dice[0]) if len(dice) else float("nan")
+    return float(np.trapezoid(dice, labeled) / (labeled[-1] - labeled[0]))
+
+
+def labels_to_target(labeled: np.ndarray, dice: np.ndarray, target: float) -> Optional[int]:
+    reached = np.flatnonzero(dice >= target)
+    return int(labeled[reached[0]]) if len(reached) else None
+
+
+def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_fraction: float) -> dict:
+    """Per strategy: labels to reach the target (on the mean curve), its ratio to random's, AULC
+    mean / std over seeds, final mean Dice; plus the full-pool Dice and the target."""
+    full_pool = float(references["dice"].mean())
+    target = target_fraction * full_pool
+    curves = learning_curves(runs, strategies)
+    summary: dict = {"enabled": True, "full_pool_dice": round(full_pool, 6), "target_dice": round(target, 6),
+                     "strategies": {}}
+    for strategy in strategies:
+        rows = curves[["labeled", strategy]].dropna()
+        per_seed = [area_under_curve(group["labeled"].to_numpy(), group["dice"].to_numpy())
+                    for _, group in runs[runs["strategy"] == strategy].sort_values("labeled").groupby("seed")]
+        summary["strategies"][strategy] = {
+            "labels_to_target": labels_to_target(rows["labeled"].to_numpy(), rows[strategy].to_numpy(), target),
+            "aulc": round(float(np.mean(per_seed)), 6), "aulc_std": round(float(np.std(per_seed)), 6),
+            "final_dice": round(float(rows[strategy].iloc[-1]), 6)}
+    random_labels = summary["strategies"].get("random", {}).get("labels_to_target")
+    for strategy, values in summary["strategies"].items():
+        ratio = values["labels_to_target"] / random_labels if random_labels and values["labels_to_target"] else None
+        values["labels_ratio_to_random"] = round(ratio, 4) if ratio is not None else None
+    return summary
+
+
+def write_figures(out_dir: str | Path, runs: pd.DataFrame, summary: dict, strategies) -> None:
+    """``learning_curves.png`` (mean and min–max over seeds), ``labels_to_target.png``, ``aulc.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    curves = learning_curves(runs, strategies)
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    for strategy in strategies:
+        rows = curves.dropna(subset=[strategy])
+        line, = axes.plot(rows["labeled"], rows[strategy], marker="o", label=strategy,
+                          linestyle="--" if strategy == "random" else "-")
+        axes.fill_between(rows["labeled"], rows[f"{strategy}_min"], rows[f"{strategy}_max"],
+                          color=line.get_color(), alpha=0.15)
+    axes.axhline(summary["full_pool_dice"], color="black", linewidth=1, label="full pool")
+    axes.axhline(summary["target_dice"], color="grey", linewidth=1, linestyle=":", label="target")
+    axes.set(xlabel="labeled images", ylabel="test Dice", title="learning curves (mean, min–max over seeds)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out_dir / "learning_curves.png")
+    plt.close(figure)
+
+    values = summary["strategies"]
+    most = int(curves["labeled"].max())
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    heights = [values[s]["labels_to_target"] or most for s in strategies]
+    bars = axes.bar(strategies, heights, color=["grey" if values[s]["labels_to_target"] is None else "C0"
+                                                for s in strategies])
+    for bar, strategy in zip(bars, strategies):
+        text = "not reached" if values[strategy]["labels_to_target"] is None else str(values[strategy]["labels_to_target"])
+        axes.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
+    axes.set(ylabel="labeled images", title=f"labels to reach {summary['target_dice']:.3f} test Dice (lower is better)")
+    figure.tight_layout()
+    figure.savefig(out_dir / "labels_to_target.png")
+    plt.close(figure)
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    axes.bar(strategies, [values[s]["aulc"] for s in strategies], yerr=[values[s]["aulc_std"] for s in strategies],
+             capsize=4)
+    axes.set(ylabel="mean Dice over the curve", title="area under the learning curve (higher is better)")
+    figure.tight_layout()
+    figure.savefig(out_dir / "aulc.png")
+    plt.close(figure)
+
+
+def write_disabled(out_dir: str | Path, strategies) -> None:
+    """What the stage leaves when the simulation is off: an empty curves table, so the plot
+    definition stays valid."""
+    pd.DataFrame(columns=["labeled", *strategies]).to_csv(Path(out_dir) / "learning_curves.csv", index=False)

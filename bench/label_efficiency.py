@@ -1,0 +1,128 @@
+"""Benchmark (issue 5): label efficiency of uncertainty sampling versus random sampling.
+
+Runs :func:`activeseg.simulation.simulate` on a data set held in memory and writes, under
+``--out``: ``runs.csv`` (one row per strategy, seed and round), ``full_pool.csv``,
+``learning_curves.csv``, ``summary.json`` and the three figures. The figure of merit is
+``labels(best uncertainty strategy to reach target_fraction of the full-pool Dice) /
+labels(random)``, on the curves averaged over seeds (bar: <= 0.6).
+
+Data sets:
+- ``synthetic``: the built-in generator (activeseg.synthetic) at its default image size.
+- ``isbi``: ``../shared/datasets/isbi2012-em`` cut into 256x256 tiles (4 per 512x512 section);
+  test and val are whole sections, so no tile of a test section is ever trained on.
+
+    python bench/label_efficiency.py synthetic --out bench/results/label_efficiency_synthetic
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from activeseg import imageio, synthetic  # noqa: E402
+from activeseg.outputs import write_csv, write_json  # noqa: E402
+from activeseg.params import parse_params  # noqa: E402
+from activeseg.preprocess import SplitArrays, Transform  # noqa: E402
+from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, write_figures  # noqa: E402
+
+
+def arrays(transform: Transform, items) -> SplitArrays:
+    items = list(items)
+    return SplitArrays(np.array([image_id for image_id, _, _ in items]),
+                       np.stack([transform.resize_image(image) for _, image, _ in items]),
+                       np.stack([transform.resize_mask(mask) for _, _, mask in items]),
+                       np.ones(len(items), bool))
+
+
+def split_groups(groups: dict, test: int, val: int, initial: int, seed: int):
+    """Whole groups (sections / images) to test and val; ``initial`` items of the rest start labeled."""
+    rng = np.random.default_rng(seed)
+    names = sorted(groups)
+    rng.shuffle(names)
+    test_items = [item for name in names[:test] for item in groups[name]]
+    val_items = [item for name in names[test:test + val] for item in groups[name]]
+    rest = [item for name in names[test + val:] for item in groups[name]]
+    order = rng.permutation(len(rest))
+    return test_items, val_items, [rest[i] for i in order[:initial]], [rest[i] for i in order[initial:]]
+
+
+def load_dataset(name: str, count: int, seed: int):
+    if name == "synthetic":
+        return {image_id: [(image_id, image, mask)] for image_id, image, mask in synthetic.generate(count, 96, 2, 6, seed)}
+    folder = ROOT.parent / "shared" / "datasets" / "isbi2012-em"
+    groups = {}
+    for section in range(30):
+        image = imageio.read_image(folder / "images" / f"{section}.png")
+        mask = imageio.read_image(folder / "masks" / f"{section}.png")
+        groups[section] = [(f"{section}_{row}_{col}", image[row:row + 256, col:col + 256], mask[row:row + 256, col:col + 256])
+                           for row in (0, 256) for col in (0, 256)]
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", choices=["synthetic", "isbi"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--count", type=int, default=120, help="synthetic images generated")
+    parser.add_argument("--test", type=int, default=20, help="test groups (synthetic images / ISBI sections)")
+    parser.add_argument("--val", type=int, default=10, help="val groups")
+    parser.add_argument("--initial", type=int, default=4, help="labeled images at round 0")
+    parser.add_argument("--size", type=int, default=64, help="model input side")
+    parser.add_argument("--strategies", default="mc_dropout,entropy,bald,random")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--passes", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-pool", type=int, default=0, help="cap on the pool size (0: no cap), to bound the cost")
+    args = parser.parse_args()
+    strategies = args.strategies.split(",")
+    params = parse_params({
+        "seed": 1, "preprocess": {"size": args.size},
+        "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs},
+        "query": {"mc_dropout_passes": args.passes, "reduction": "mean"},
+        "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
+                       "images_per_round": args.per_round, "epochs_per_round": args.epochs, "seeds": args.seeds}})
+    groups = load_dataset(args.dataset, args.count, seed=0)
+    test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
+    pool = pool[: args.max_pool] if args.max_pool else pool
+    shape = Transform(args.size, 3, "unit", (0.0,), (1.0,))
+    data = SimulationData(shape, arrays(shape, initial), arrays(shape, pool), arrays(shape, val), arrays(shape, test))
+    print(f"{args.dataset}: {len(initial)} initial, {len(pool)} pool, {len(val)} val, {len(test)} test images "
+          f"at {args.size}px; strategies {strategies}; {args.rounds} rounds of {args.per_round}; "
+          f"{args.epochs} epochs; {args.seeds} seeds", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    partial = out / "runs_partial.csv"
+    partial.unlink(missing_ok=True)
+
+    def keep(strategy, seed, curve):   # partial results survive a run cut short
+        curve.to_csv(partial, mode="a", header=not partial.exists(), index=False)
+
+    runs, references = simulate(params, data, on_run=keep)
+    summary = summarize(runs, references, strategies, params.simulation.target_fraction)
+    uncertainty = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
+    best = min(uncertainty, key=lambda s: uncertainty[s]["labels_to_target"]) if uncertainty else None
+    summary["benchmark"] = {"dataset": args.dataset, "arguments": vars(args), "seconds": round(time.time() - started),
+                            "best_uncertainty_strategy": best,
+                            "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
+    write_csv(out / "runs.csv", runs.round(6))
+    write_csv(out / "full_pool.csv", references.round(6))
+    write_csv(out / "learning_curves.csv", learning_curves(runs, strategies))
+    write_figures(out, runs, summary, strategies)
+    write_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

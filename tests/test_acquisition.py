@@ -1,0 +1,150 @@
+"""Acquisition functions against values worked out by hand on tiny arrays, and pool scoring with a
+real (tiny) model."""
+
+import math
+
+import numpy as np
+import pytest
+
+from activeseg.acquisition import SCORE_MAXIMUM, binary_entropy, pixel_scores, rank, reduce_scores
+
+# Two passes over one image of three pixels: p_t = (0.2, 0.6), (0.5, 0.5) and (0, 1).
+SAMPLES = np.array([[[[0.2, 0.5, 0.0]]], [[[0.6, 0.5, 1.0]]]])  # (T=2, N=1, H=1, W=3)
+LN2 = math.log(2)
+H04 = -(0.4 * math.log(0.4) + 0.6 * math.log(0.6))   # 0.673012
+H02 = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))   # 0.500402
+
+EXPECTED = {
+    # variance over passes, divisor T: ((0.2-0.4)^2 + (0.6-0.4)^2) / 2 = 0.04; (0-.5)^2 = 0.25
+    "mc_dropout": [0.04, 0.0, 0.25],
+    # entropy of the mean probability (0.4, 0.5, 0.5)
+    "entropy": [H04, LN2, LN2],
+    # H(mean) - mean(H(p_t)): 0.673012 - (0.500402 + 0.673012)/2; 0; ln2 - H(0 or 1) = ln2
+    "bald": [H04 - (H02 + H04) / 2, 0.0, LN2],
+    # 1 - |2 * mean - 1|
+    "margin": [0.8, 1.0, 1.0],
+}
+
+
+def test_hand_values_are_what_they_claim():
+    assert H04 == pytest.approx(0.673012, abs=1e-6)
+    assert H04 - (H02 + H04) / 2 == pytest.approx(0.086305, abs=1e-6)
+
+
+@pytest.mark.parametrize("strategy", sorted(EXPECTED))
+def test_pixel_scores_match_hand_computed_values(strategy):
+    scores = pixel_scores(strategy, SAMPLES)
+    assert scores.shape == (1, 1, 3)
+    np.testing.assert_allclose(scores[0, 0], EXPECTED[strategy], atol=1e-5)
+    assert scores.max() <= SCORE_MAXIMUM[strategy] + 1e-9
+
+
+def test_binary_entropy_is_ln2_at_half_and_zero_at_certainty():
+    np.testing.assert_allclose(binary_entropy(np.array([0.5, 0.0, 1.0])), [LN2, 0.0, 0.0], atol=1e-5)
+
+
+def test_bald_is_never_negative_even_where_clipping_bites():
+    samples = np.array([[[[1e-9, 1 - 1e-9]]], [[[0.0, 1.0]]]])
+    assert (pixel_scores("bald", samples) >= 0).all()
+
+
+def test_agreeing_passes_have_no_model_uncertainty_but_can_have_entropy():
+    samples = np.full((4, 1, 2, 2), 0.5)
+    assert pixel_scores("mc_dropout", samples).max() == 0.0
+    assert pixel_scores("bald", samples).max() == pytest.approx(0.0, abs=1e-9)
+    assert pixel_scores("entropy", samples).min() == pytest.approx(LN2)
+
+
+def test_unknown_strategy_and_reduction_are_refused():
+    with pytest.raises(ValueError):
+        pixel_scores("coin", SAMPLES)
+    with pytest.raises(ValueError):
+        reduce_scores(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), "median")
+
+
+def test_mean_reduction_averages_every_pixel():
+    scores = np.array([[[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 1.0]]])
+    np.testing.assert_allclose(reduce_scores(scores, np.zeros_like(scores), "mean"), [3.0, 0.25])
+
+
+def test_foreground_border_reduction_averages_the_dilated_prediction_only():
+    probability = np.zeros((2, 9, 9))
+    probability[0, 4, 4] = 0.9                   # one predicted pixel: its 5x5 neighbourhood counts
+    scores = np.full((2, 9, 9), 100.0)
+    scores[0, 2:7, 2:7] = 1.0
+    scores[0, 4, 4] = 26.0                       # (24 * 1 + 26) / 25 = 2
+    reduced = reduce_scores(scores, probability, "foreground_border")
+    assert reduced[0] == pytest.approx(2.0)
+    assert reduced[1] == 0.0                     # nothing predicted → 0, not the background's 100
+
+
+def test_rank_orders_by_score_then_id_and_numbers_from_one():
+    table = rank(np.array(["b", "a", "c", "d"]), np.array([0.5, 0.5, 0.9, 0.1]), "entropy")
+    assert table["id"].tolist() == ["c", "a", "b", "d"]
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert list(table.columns) == ["id", "score", "rank", "strategy"]
+    assert set(table["strategy"]) == {"entropy"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from activeseg.model import build_unet
+    from activeseg.params import TrainParams
+    from activeseg.runtime import seed_everything
+
+    seed_everything(0)
+    return build_unet(TrainParams(dropout=0.5), 32, 3)
+
+
+@pytest.fixture(scope="module")
+def pool_images():
+    return np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
+
+
+def test_one_pass_without_dropout_is_the_plain_prediction(tiny_model, pool_images):
+    from activeseg.acquisition import mc_samples
+
+    batches = list(mc_samples(tiny_model, pool_images, passes=1, batch_size=2))
+    assert [start for start, _ in batches] == [0, 2, 4]
+    plain = tiny_model.predict(pool_images, verbose=0)[..., 0]
+    stacked = np.concatenate([samples[0] for _, samples in batches])
+    np.testing.assert_allclose(stacked, plain, atol=1e-5)
+
+
+def test_mc_passes_differ_and_their_mean_is_near_the_plain_prediction(tiny_model, pool_images):
+    from activeseg.acquisition import mc_samples
+
+    (_, samples), = list(mc_samples(tiny_model, pool_images, passes=16, batch_size=8))
+    assert samples.shape == (16, 5, 32, 32)
+    assert samples.std(axis=0).mean() > 1e-4                # dropout is on: the passes disagree
+    plain = tiny_model.predict(pool_images, verbose=0)[..., 0]
+    assert np.abs(samples.mean(axis=0) - plain).mean() < 0.05
+
+
+@pytest.mark.parametrize("strategy", ["mc_dropout", "entropy", "bald", "margin", "random"])
+def test_score_pool_gives_a_score_map_and_probability_per_image(tiny_model, pool_images, strategy):
+    from activeseg.acquisition import score_pool
+
+    result = score_pool(tiny_model, pool_images, strategy, passes=3, reduction="mean", batch_size=2, seed=1)
+    assert result.scores.shape == (5,) and result.maps.shape == result.probabilities.shape == (5, 32, 32)
+    assert np.isfinite(result.scores).all()
+    assert ((result.probabilities >= 0) & (result.probabilities <= 1)).all()
+    if strategy != "random":   # the image score is the mean of its map
+        np.testing.assert_allclose(result.scores, result.maps.reshape(5, -1).mean(axis=1), rtol=1e-5)
+
+
+def test_random_scores_follow_the_seed(tiny_model, pool_images):
+    from activeseg.acquisition import score_pool
+
+    first = score_pool(tiny_model, pool_images, "random", 2, "mean", 4, seed=7).scores
+    again = score_pool(tiny_model, pool_images, "random", 2, "mean", 4, seed=7).scores
+    other = score_pool(tiny_model, pool_images, "random", 2, "mean", 4, seed=8).scores
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_empty_pool_scores_to_nothing(tiny_model):
+    from activeseg.acquisition import score_pool
+
+    result = score_pool(tiny_model, np.zeros((0, 32, 32, 3), np.float32), "entropy", 2, "mean", 4, 0)
+    assert result.scores.shape == (0,) and result.maps.shape == (0, 32, 32)

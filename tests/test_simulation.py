@@ -1,0 +1,142 @@
+"""Simulation: curve summaries on hand-made tables, the stage off by default, and a real 2-round
+simulation through `dvc repro` on tiny data with nested MLflow runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, summarize
+
+from conftest import REPO_ROOT, make_project, run
+
+
+def runs_table(rows):
+    return pd.DataFrame(rows, columns=["strategy", "seed", "round", "labeled", "dice"])
+
+
+RUNS = runs_table([
+    # mc_dropout: seeds 1 and 2; random: seeds 1 and 2; labeled 4 → 6 → 8
+    ("mc_dropout", 1, 0, 4, 0.5), ("mc_dropout", 1, 1, 6, 0.8), ("mc_dropout", 1, 2, 8, 0.9),
+    ("mc_dropout", 2, 0, 4, 0.5), ("mc_dropout", 2, 1, 6, 0.6), ("mc_dropout", 2, 2, 8, 0.9),
+    ("random", 1, 0, 4, 0.5), ("random", 1, 1, 6, 0.6), ("random", 1, 2, 8, 0.8),
+    ("random", 2, 0, 4, 0.5), ("random", 2, 1, 6, 0.6), ("random", 2, 2, 8, 0.9),
+])
+REFERENCES = pd.DataFrame({"seed": [1, 2], "labeled": [20, 20], "dice": [0.9, 0.9]})
+
+
+def test_area_under_curve_is_the_mean_dice_over_the_labeled_range():
+    # trapezoids: (0.5+0.7)/2*2 + (0.7+0.9)/2*2 = 1.2 + 1.6 = 2.8, over a width of 4
+    assert area_under_curve(np.array([4, 6, 8]), np.array([0.5, 0.7, 0.9])) == pytest.approx(0.7)
+    assert area_under_curve(np.array([4]), np.array([0.3])) == 0.3
+
+
+def test_labels_to_target_is_the_first_count_reaching_it():
+    assert labels_to_target(np.array([4, 6, 8]), np.array([0.5, 0.7, 0.9]), 0.7) == 6
+    assert labels_to_target(np.array([4, 6, 8]), np.array([0.5, 0.7, 0.9]), 0.95) is None
+
+
+def test_learning_curves_average_over_seeds_and_keep_the_spread():
+    table = learning_curves(RUNS, ["mc_dropout", "random"])
+    assert table["labeled"].tolist() == [4, 6, 8]
+    np.testing.assert_allclose(table["mc_dropout"], [0.5, 0.7, 0.9])
+    np.testing.assert_allclose(table["random"], [0.5, 0.6, 0.85])
+    np.testing.assert_allclose(table["mc_dropout_min"], [0.5, 0.6, 0.9])
+    np.testing.assert_allclose(table["mc_dropout_max"], [0.5, 0.8, 0.9])
+    assert table["mc_dropout_std"][1] == pytest.approx(np.std([0.8, 0.6], ddof=1), abs=1e-6)
+
+
+def test_summary_labels_to_target_ratio_and_aulc():
+    summary = summarize(RUNS, REFERENCES, ["mc_dropout", "random"], target_fraction=0.9)
+    assert summary["full_pool_dice"] == pytest.approx(0.9) and summary["target_dice"] == pytest.approx(0.81)
+    mc, rnd = summary["strategies"]["mc_dropout"], summary["strategies"]["random"]
+    assert mc["labels_to_target"] == 8 and rnd["labels_to_target"] == 8    # 0.85 and 0.9 ≥ 0.81 at 8
+    assert mc["labels_ratio_to_random"] == 1.0
+    # per seed AULC: mc (0.75, 0.65) → 0.7 ± 0.05; random (0.625, 0.65)
+    assert mc["aulc"] == pytest.approx(0.7) and mc["aulc_std"] == pytest.approx(0.05)
+    assert rnd["aulc"] == pytest.approx(0.6375)
+    lower = summarize(RUNS, REFERENCES, ["mc_dropout", "random"], target_fraction=0.75)   # target 0.675
+    assert lower["strategies"]["mc_dropout"]["labels_to_target"] == 6
+    assert lower["strategies"]["random"]["labels_to_target"] == 8
+    assert lower["strategies"]["mc_dropout"]["labels_ratio_to_random"] == 0.75
+    never = summarize(RUNS, REFERENCES.assign(dice=1.0), ["mc_dropout", "random"], target_fraction=1.0)
+    assert never["strategies"]["random"]["labels_to_target"] is None
+    assert never["strategies"]["mc_dropout"]["labels_ratio_to_random"] is None
+
+
+def test_simulation_params_are_checked(tiny_params):
+    from activeseg.errors import ActivesegError
+
+    with pytest.raises(ActivesegError, match="simulation.strategies"):
+        tiny_params(simulation__strategies=["mc_dropout", "coin"])
+    with pytest.raises(ActivesegError, match="simulation.strategies"):
+        tiny_params(simulation__strategies="random")
+    with pytest.raises(ActivesegError, match="simulation.rounds"):
+        tiny_params(simulation__rounds=0)
+    assert tiny_params().simulation.enabled is False
+
+
+def test_a_pool_without_hidden_masks_cannot_be_simulated():
+    from activeseg.errors import ActivesegError
+    from activeseg.preprocess import SplitArrays, Transform
+    from activeseg.simulation import SimulationData
+
+    def empty(n, has_mask):
+        return SplitArrays(np.array([str(i) for i in range(n)]), np.zeros((n, 32, 32, 3), np.uint8),
+                           np.zeros((n, 32, 32, 1), np.uint8), np.full(n, has_mask))
+
+    transform = Transform(32, 3, "unit", (0.0,), (1.0,))
+    with pytest.raises(ActivesegError, match="split.simulate: true"):
+        SimulationData(transform, empty(2, True), empty(3, False), empty(1, True), empty(1, True))
+
+
+def test_stage_is_off_by_default_and_leaves_an_empty_curve_table(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "simulate.py"), "--prepared", "nowhere",
+                             "--run-record", "nowhere.json", "--out", "sim", "--figures", "figures",
+                             "--metrics", "sim.json"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "sim.json").read_text()) == {"enabled": False}
+    assert (tmp_path / "sim" / "learning_curves.csv").read_text().strip() == \
+        "labeled,mc_dropout,entropy,bald,margin,random"
+    assert (tmp_path / "figures").is_dir() and not any((tmp_path / "figures").iterdir())
+
+
+@pytest.mark.slow
+def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(tmp_path):
+    project = make_project(tmp_path / "project", simulation__enabled=True,
+                           simulation__strategies=["mc_dropout", "random"], simulation__rounds=2,
+                           simulation__images_per_round=2, simulation__epochs_per_round=1, simulation__seeds=1)
+    run(["dvc", "repro", "simulate"], project)
+    curves = pd.read_csv(project / "metrics" / "simulation" / "learning_curves.csv")
+    runs = pd.read_csv(project / "metrics" / "simulation" / "runs.csv")
+    split = pd.read_csv(project / "data" / "split" / "split.csv")
+    initial = int((split["split"] == "train").sum())
+    assert curves["labeled"].tolist() == [initial, initial + 2, initial + 4]
+    assert len(runs) == 2 * 3 and set(runs["strategy"]) == {"mc_dropout", "random"}
+    assert ((runs["dice"] >= 0) & (runs["dice"] <= 1)).all()
+    round_zero = runs[runs["round"] == 0]["dice"]
+    assert round_zero.nunique() == 1                      # round 0 is shared by the strategies
+    summary = json.loads((project / "metrics" / "simulation.json").read_text())
+    assert summary["enabled"] is True and set(summary["strategies"]) == {"mc_dropout", "random"}
+    assert 0 <= summary["full_pool_dice"] <= 1
+    figures = sorted(path.name for path in (project / "metrics" / "simulation_figures").iterdir())
+    assert figures == ["aulc.png", "labels_to_target.png", "learning_curves.png"]
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    parent = json.loads((project / "models" / "mlflow_run.json").read_text())["run_id"]
+    children = mlflow.search_runs(experiment_ids=[json.loads((project / "models" / "mlflow_run.json")
+                                                             .read_text())["experiment_id"]],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(children["params.strategy"]) == ["mc_dropout", "random"]
+    history = mlflow.MlflowClient().get_metric_history(children["run_id"][0], "test_dice")
+    assert sorted(point.step for point in history) == curves["labeled"].tolist()
+    assert "simulation_random_aulc" in mlflow.get_run(parent).data.metrics
+
+    shown = run(["dvc", "plots", "show", "--json"], project).stdout
+    assert "simulated learning curves" in shown
