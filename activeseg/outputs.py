@@ -1,7 +1,9 @@
-"""Atomic writes of the pipeline's outputs.
+"""Atomic, reproducible writes of the pipeline's outputs.
 
 A stage that fails or is killed must leave no half-written file behind: everything is written to
 a hidden temporary sibling first and moved into place with ``os.replace`` only once complete.
+Outputs are also byte-for-byte reproducible: the same data always gives the same bytes (``.npz``
+archives get a fixed timestamp, JSON sorted keys), so ``dvc repro --force`` changes no hash.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,6 +34,8 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         temporary = Path(name)
     try:
         yield temporary
+        # mkstemp / mkdtemp create private (0600 / 0700) entries; give the output the usual mode
+        os.chmod(temporary, (0o777 if directory else 0o666) & ~_umask())
         if directory and final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
@@ -40,6 +45,12 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         else:
             temporary.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -53,8 +64,18 @@ def write_csv(path: str | os.PathLike, frame) -> None:
         frame.to_csv(temporary, index=False, lineterminator="\n")
 
 
+# ``np.savez`` stamps each zip entry with the current time, so the same arrays written twice
+# differ in bytes (and in DVC hash). The earliest date a zip can hold makes them reproducible.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write arrays uncompressed: the pipeline's arrays are uint8 and re-read every run."""
+    """Write arrays as an uncompressed ``.npz`` (what ``np.load`` reads) with fixed timestamps:
+    the pipeline's arrays are uint8 and re-read every run, and equal arrays give equal bytes."""
     with atomic_path(path) as temporary:
-        with open(temporary, "wb") as stream:
-            np.savez(stream, **arrays)
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                entry = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
+                entry.external_attr = 0o644 << 16
+                with archive.open(entry, "w", force_zip64=True) as stream:
+                    np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)

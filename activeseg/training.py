@@ -2,16 +2,23 @@
 
 Per-epoch metrics go to MLflow through MLflow's own Keras callback (when a run is active) and to
 a CSV table that DVC plots. The model written is the epoch with the best validation Dice.
+The model is built under the ``train.distribute`` strategy (see :mod:`activeseg.distribute`).
+With ``train.resume`` the run backs itself up every epoch (see :func:`resumable_fit`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from activeseg.distribute import make_strategy
 from activeseg.metrics import keras_dice
 from activeseg.model import build_unet, load_model, save_model
 from activeseg.params import TrainParams
@@ -36,25 +43,89 @@ def build_loss(expression: str):
 def train(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,
           val_set: SplitArrays, model_path: str | Path, extra_callbacks=()) -> pd.DataFrame:
     """Fit a fresh U-Net and write the best epoch's model to ``model_path``; returns the history."""
-    model = build_unet(params, transform.size, transform.channels)
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=build_loss(params.loss),
-                  metrics=[keras_dice()])
+    with make_strategy(params.distribute).scope():
+        model = build_unet(params, transform.size, transform.channels)
+        model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=build_loss(params.loss),
+                      metrics=[keras_dice()])
     x_train, y_train = transform.normalize(train_set.images), train_set.masks.astype(np.float32)
     x_val, y_val = transform.normalize(val_set.images), val_set.masks.astype(np.float32)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=model_path.parent, prefix=".checkpoint-") as scratch:
+    fingerprint = run_fingerprint(params, epochs, transform, train_set, val_set)
+    with resumable_fit(model_path.parent / CHECKPOINT_DIR, fingerprint, params.resume) as (scratch, resumed):
         checkpoint = Path(scratch) / "best.keras"
         callbacks = [
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True,
+                                            initial_value_threshold=resumed.best_val_dice),
             keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=params.early_stopping_patience),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=max(1, params.early_stopping_patience // 2)),
             *extra_callbacks,
+            *resumed.callbacks,
         ]
         history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
                             batch_size=params.batch_size, shuffle=True, callbacks=callbacks, verbose=2)
         save_model(load_model(checkpoint), model_path)
-    table = pd.DataFrame(history.history)
+        table = pd.concat([resumed.history, pd.DataFrame(history.history)], ignore_index=True)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     return table[[column for column in HISTORY_COLUMNS if column in table.columns]]
+
+
+# --- Checkpoints and resume (train.resume) ---------------------------------------------------
+# DVC deletes a stage's outputs before running it, so the backup lives beside them in an
+# undeclared, git-ignored folder that DVC leaves alone. Keras' own BackupAndRestore keeps the
+# weights, optimizer state and epoch; CSVLogger keeps the finished epochs' history, so the
+# resumed run's table, best model and MLflow curves cover the whole run. A fingerprint of
+# everything that shapes training makes a backup from other params or data start afresh.
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class Resumed:
+    """What a backup brings back: finished epochs' history, their best val Dice, the callbacks."""
+
+    def __init__(self, history: pd.DataFrame, callbacks: list):
+        self.history = history
+        self.callbacks = callbacks
+        self.best_val_dice = float(history["val_dice"].max()) if "val_dice" in history and len(history) else None
+
+
+def run_fingerprint(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,
+                    val_set: SplitArrays) -> str:
+    digest = hashlib.sha256(json.dumps({"train": repr(params), "epochs": epochs, "transform": repr(transform)},
+                                       sort_keys=True).encode())
+    for array in (train_set.images, train_set.masks, val_set.images, val_set.masks):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def resumable_fit(directory: Path, fingerprint: str, resume: bool):
+    """Yield ``(folder for the best model, Resumed)``. Without ``resume``, a throw-away folder.
+    With it, ``directory`` survives a crash or kill and is deleted once training completes."""
+    if not resume:
+        with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".checkpoint-") as scratch:
+            yield scratch, Resumed(pd.DataFrame(), [])
+        return
+    stamp = directory / "fingerprint.txt"
+    if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        print(f"train: {directory} holds a backup of other params or data; starting afresh")
+        shutil.rmtree(directory)
+    log, backup = directory / "history.csv", directory / "backup"
+    history = pd.DataFrame()
+    if log.is_file() and log.stat().st_size and (backup / "training_metadata.json").is_file():
+        backed_up = json.loads((backup / "training_metadata.json").read_text())["epoch"]
+        # a kill between the log line and the backup repeats that epoch: keep what the backup holds
+        history = pd.read_csv(log)
+        history = history[history["epoch"] < backed_up]
+        print(f"train: resuming from the backup in {directory} after {len(history)} finished epochs")
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    if len(history):
+        history.to_csv(log, index=False)
+    else:
+        log.unlink(missing_ok=True)
+    callbacks = [keras.callbacks.CSVLogger(str(log), append=True),
+                 keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
+    yield directory, Resumed(history.drop(columns="epoch", errors="ignore"), callbacks)
+    shutil.rmtree(directory)
