@@ -112,6 +112,10 @@ def ingest(params: IngestParams, seed: int, out_dir: str | Path) -> pd.DataFrame
     """Validate and write every example in canonical form; returns the manifest."""
     raw_dir = Path(params.raw_dir)
     examples = discover(raw_dir) if raw_dir.is_dir() else []
+    if not examples and (raw_dir / "images").is_dir():
+        # an images/ folder is the user's data: empty, it is a mistake, not a wish for synthetic data
+        raise ActivesegError(f"{raw_dir / 'images'}: no images found (supported: {', '.join(imageio.IMAGE_SUFFIXES)}); "
+                             "add your images, or remove the empty folder to use the synthetic data set")
     if not examples:
         print(f"ingest: no images under {raw_dir}/images; using the built-in synthetic data set")
         examples = synthetic_examples(params, seed)

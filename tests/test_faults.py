@@ -1,0 +1,139 @@
+"""Faults: a killed training run, an unreachable MLflow server.
+
+A kill (SIGTERM or SIGKILL) in the middle of training must leave no model, metrics or run record
+in the DVC outputs, and the next ``dvc repro`` must complete; with ``train.resume`` it continues
+from the last finished epoch. An unreachable tracking server must stop a stage within seconds
+with a message naming MLFLOW_TRACKING_URI, or, with ``tracking.required: false``, be skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import make_project, project_env, run
+
+TRAIN_OUTPUTS = ("models/model.keras", "models/mlflow_run.json", "metrics/train.json", "metrics/train_history.csv")
+
+
+def closed_port_uri() -> str:
+    """An http URI on loopback where nothing listens (a port just bound and released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def assert_no_train_outputs(project: Path) -> None:
+    left = [name for name in TRAIN_OUTPUTS if (project / name).exists()]
+    assert not left, f"a killed or failed train stage left outputs behind: {left}"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert "train" not in lock["stages"], "dvc.lock records a train stage that did not finish"
+
+
+def start_repro(project: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """``dvc repro`` in its own process group, so a signal reaches DVC and the stage it runs."""
+    return subprocess.Popen(["dvc", "repro", *args], cwd=project, env=env or project_env(project),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"dvc repro ended (exit {process.returncode}) before {what}:\n{process.stdout.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def prepared_project(tmp_path_factory):
+    """A tiny clone with every stage up to augment done (no TensorFlow needed so far)."""
+    project = make_project(tmp_path_factory.mktemp("faults") / "project", epochs=2, train__resume=True)
+    run(["dvc", "repro", "augment"], project)
+    return project
+
+
+@pytest.mark.slow
+def test_unreachable_server_stops_train_stage_with_clear_message(prepared_project):
+    env = project_env(prepared_project)
+    env["MLFLOW_TRACKING_URI"] = uri = closed_port_uri()
+    result = run(["dvc", "repro", "train"], prepared_project, check=False, env=env, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "MLFLOW_TRACKING_URI" in errors[0] and uri in errors[0], result.stderr[-2000:]
+    assert "tracking.required: false" in errors[0]
+    assert_no_train_outputs(prepared_project)
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_leaves_no_outputs(prepared_project):
+    process = start_repro(prepared_project, "train")
+    # the backup folder appears once the model is built and fit() starts
+    wait_for(lambda: (prepared_project / "models" / "checkpoints").is_dir(), process, "training started")
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    assert_no_train_outputs(prepared_project)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_repro_resumes_and_completes(prepared_project):
+    project = prepared_project
+    backup = project / "models" / "checkpoints" / "backup" / "training_metadata.json"
+    process = start_repro(project, "train")
+    wait_for(backup.is_file, process, "the first epoch's backup")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert_no_train_outputs(project)
+
+    result = run(["dvc", "repro"], project)
+    assert "resuming from the backup" in result.stdout + result.stderr
+    history = pd.read_csv(project / "metrics" / "train_history.csv")
+    assert history["epoch"].tolist() == [1, 2], "the resumed history must hold the epoch run before the kill"
+    assert json.loads((project / "metrics" / "train.json").read_text())["epochs_run"] == 2
+    assert not (project / "models" / "checkpoints").exists(), "a completed run must delete its backup"
+    assert (project / "metrics" / "evaluate.json").is_file()
+    status = run(["dvc", "status", "--json"], project)
+    assert json.loads(status.stdout) == {}, status.stdout
+
+
+def test_unreachable_server_fails_within_seconds(tmp_path, monkeypatch, tiny_params):
+    from activeseg.errors import ActivesegError
+    from activeseg.tracking import start_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_uri())
+    record = tmp_path / "mlflow_run.json"
+    started = time.monotonic()
+    with pytest.raises(ActivesegError, match="MLFLOW_TRACKING_URI"):
+        with start_run(tiny_params(tracking__log_model=False), "data", record):
+            pytest.fail("a run must not open on an unreachable server")
+    # a hang check, not a benchmark: MLflow's own retries would take minutes
+    assert time.monotonic() - started < 30
+    assert not record.exists()
+
+
+def test_unreachable_server_is_skipped_when_tracking_not_required(tmp_path, monkeypatch, capsys, tiny_params):
+    from activeseg.tracking import resume_run, start_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_uri())
+    params = tiny_params(tracking__required=False)
+    record = tmp_path / "mlflow_run.json"
+    with start_run(params, "data", record) as mlflow:
+        assert mlflow is None
+    assert json.loads(record.read_text()) == {"run_id": None}
+    record.write_text(json.dumps({"run_id": "0123abcd"}))  # a run train opened before the outage
+    with resume_run(params.tracking, record) as mlflow:
+        assert mlflow is None
+    assert "runs without tracking" in capsys.readouterr().err
