@@ -94,11 +94,30 @@ def _mlflow():
 
 
 def _experiment_id(mlflow, name: str) -> str:
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlartifacts").as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
+    with _local_store_lock():
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlartifacts").as_uri()
+        return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+@contextlib.contextmanager
+def _local_store_lock() -> Iterator[None]:
+    """Serialise the first use of a SQLite store: queued experiments (``dvc queue start -j N``)
+    start together, and two processes creating its tables or the experiment would collide."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(uri[len("sqlite:///"):] + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_revision() -> str:
