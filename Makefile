@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` (install + dvc repro) and `make test` (install + pytest).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 

@@ -41,8 +41,8 @@ def to_rgb_or_gray(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     raise ActivesegError(f"{path}: unexpected image shape {array.shape}; save it as a gray or RGB image")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a gray or RGB image as uint8; a missing or corrupt file is a one-line error."""
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    """The file's pixels as stored (any bit depth, OpenCV channel order); one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise ActivesegError(f"{path}: file not found; check the path or remove the reference to it")
@@ -52,7 +52,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         array = None
     if array is None or array.size == 0:
         raise ActivesegError(f"{path}: cannot be read as an image (corrupt or not an image); re-export it or remove it")
-    return to_rgb_or_gray(to_uint8(array, path), path)
+    return array
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read a gray or RGB image as uint8; a missing or corrupt file is a one-line error."""
+    return to_rgb_or_gray(to_uint8(read_array(path), path), path)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -1,59 +1,137 @@
 """Ingest: every supported raw format in, one canonical, validated form out.
 
-Canonical form (a DVC output directory)::
+Readers (``ingest.formats``), all below ``ingest.raw_dir``:
+
+- ``folders``: ``images/<stem>.*`` with optional ``masks/<stem>.*`` (PNG, JPG, TIFF, BMP; 8- or
+  16-bit; gray or RGB). Images without a mask are unlabeled (the active-learning pool).
+- ``tiff_stacks``: multi-page TIFF pairs listed in ``ingest.tiff_stacks``, page i of the images
+  ↔ page i of the labels; ids ``<images stem>_<page:04d>``.
+- ``labelme``: every ``*.json`` below raw_dir (see :mod:`activeseg.labelme`). Its id is the JSON's
+  stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated query exports come
+  back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
+
+Masks that are not strictly 0/255 are binarised by ``ingest.mask_rule`` (on the stored values, so
+16-bit label images work); ingest reports how many. Canonical form (a DVC output directory)::
 
     images/<id>.png   uint8 gray or RGB, original size
     masks/<id>.png    uint8 0/255, same size as its image (absent for unlabeled images)
-    manifest.csv      one row per image: id, source, height, width, channels,
-                      labeled, foreground_fraction, checksum
+    ignore/<id>.png   uint8 0/255 Labelme ``__ignore__`` regions (only where an image has some)
+    manifest.csv      one row per image: id, source (relative to raw_dir), height, width, channels,
+                      labeled, foreground_fraction, ignore_fraction, queried, checksum
 
-With no images under the raw folder, the built-in synthetic data set is written instead.
+``queried`` is true for Labelme files flagged ``activeseg_queried`` (exported by the query stage),
+which the split always puts in train. A missing or empty raw_dir gives the built-in synthetic set.
+Warnings (all-background masks, unused files, …) are summarised at the end, not buried.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
+import os
+import re
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
+import cv2
 import numpy as np
 import pandas as pd
 
-from activeseg import imageio, synthetic
+from activeseg import imageio, labelme, synthetic
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_csv
 from activeseg.params import IngestParams
 from activeseg.progress import progress
 
 MANIFEST_COLUMNS = ["id", "source", "height", "width", "channels", "labeled",
-                    "foreground_fraction", "checksum"]
+                    "foreground_fraction", "ignore_fraction", "queried", "checksum"]
+DEFAULT_RAW_DIR = "data/raw"
+IGNORED_NAMES = {".gitkeep", ".gitignore", ".DS_Store", "Thumbs.db", "README.md", "README.txt"}
 
 
 @dataclasses.dataclass
 class Example:
-    """One image and, when labeled, its mask; loaders defer reading until ingest writes it."""
+    """One image and, when labeled, its mask; loaders defer reading until ingest writes it.
+
+    ``load_mask`` returns the stored mask values (binarised later by the mask rule);
+    ``load_ignore`` a 0/255 mask of regions to leave out of loss and metrics.
+    """
 
     image_id: str
     source: str
     load_image: Callable[[], np.ndarray]
     load_mask: Optional[Callable[[], np.ndarray]] = None
+    load_ignore: Optional[Callable[[], np.ndarray]] = None
+    queried: bool = False
+    mask_source: Optional[str] = None  # the mask's own file, where it has one (named in errors)
 
 
-def binarize_mask(mask: np.ndarray, path: str) -> tuple[np.ndarray, bool]:
-    """Masks become 0/255 by the rule ``pixel > 0``; returns the mask and whether it was not 0/255."""
+class Warnings:
+    """Problems that do not stop ingest, grouped by kind for one summary at the end."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, list[str]] = collections.defaultdict(list)
+
+    def add(self, kind: str, item: str) -> None:
+        self.by_kind[kind].append(item)
+
+    def summary(self) -> list[str]:
+        lines = []
+        for kind, items in self.by_kind.items():
+            shown = ", ".join(items[:10]) + (f" … ({len(items) - 10} more)" if len(items) > 10 else "")
+            lines.append(f"ingest: warning: {len(items)} {kind}: {shown}")
+        return lines
+
+
+def parse_mask_rule(rule: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``nonzero`` (> 0), ``threshold:N`` (>= N) or ``value:N`` (== N) as a boolean function."""
+    match = re.fullmatch(r"(nonzero)|threshold:(\d+)|value:(\d+)", rule)
+    if not match:
+        raise ActivesegError(f"params.yaml: `ingest.mask_rule` is {rule!r}; use nonzero, threshold:N or value:N")
+    if match.group(2) is not None:
+        return lambda mask, level=int(match.group(2)): mask >= level
+    if match.group(3) is not None:
+        return lambda mask, value=int(match.group(3)): mask == value
+    return lambda mask: mask > 0
+
+
+def binarize_mask(mask: np.ndarray, path: str, rule: str = "nonzero") -> tuple[np.ndarray, bool]:
+    """A stored mask (8/16-bit, gray or gray-as-RGB) to 0/255 by ``rule``; returns the mask and
+    whether it was not already strictly 0/255."""
+    if mask.dtype == bool:
+        mask = mask.astype(np.uint8) * 255
+    if mask.dtype not in (np.uint8, np.uint16):
+        raise ActivesegError(f"{path}: mask has pixel type {mask.dtype}; save masks as 8- or 16-bit integer images "
+                             "(0 = background)")
+    if mask.ndim == 3 and mask.shape[2] in (2, 4):
+        mask = mask[..., :-1]  # alpha
     if mask.ndim == 3:
-        if not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])):
+        if not all(np.array_equal(mask[..., 0], mask[..., channel]) for channel in range(1, mask.shape[2])):
             raise ActivesegError(f"{path}: mask has colour; save masks as single-channel images (0 = background)")
         mask = mask[..., 0]
-    was_binary = bool(np.isin(mask, (0, 255)).all())
-    return np.where(mask > 0, 255, 0).astype(np.uint8), not was_binary
+    if mask.ndim != 2:
+        raise ActivesegError(f"{path}: mask has shape {mask.shape}; save masks as single-channel 2-D images")
+    was_binary = mask.dtype == np.uint8 and bool(np.isin(mask, (0, 255)).all())
+    if was_binary:
+        return mask, False
+    return np.where(parse_mask_rule(rule)(mask), 255, 0).astype(np.uint8), True
+
+
+def _relative(path: Path, raw_dir: Path) -> str:
+    try:
+        return path.relative_to(raw_dir).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def folder_pairs(raw_dir: Path) -> list[Example]:
     """``images/<stem>.*`` with optional ``masks/<stem>.*``; images without a mask are unlabeled."""
     images_dir, masks_dir = raw_dir / "images", raw_dir / "masks"
     if not images_dir.is_dir():
+        if masks_dir.is_dir():
+            raise ActivesegError(f"{masks_dir}: masks without an images/ folder beside them; "
+                                 f"put the images in {images_dir}")
         return []
 
     def by_stem(folder: Path) -> dict[str, Path]:
@@ -66,6 +144,7 @@ def folder_pairs(raw_dir: Path) -> list[Example]:
             if path.stem in found:
                 raise ActivesegError(f"{path}: two files share the id '{path.stem}' (also {found[path.stem].name}); "
                                      "rename or remove one")
+            _refuse_stack(path)
             found[path.stem] = path
         return found
 
@@ -78,27 +157,178 @@ def folder_pairs(raw_dir: Path) -> list[Example]:
     for stem, image_path in images.items():
         mask_path = masks.get(stem)
         examples.append(Example(
-            image_id=stem, source=str(image_path),
+            image_id=stem, source=_relative(image_path, raw_dir),
             load_image=lambda p=image_path: imageio.read_image(p),
-            load_mask=(lambda p=mask_path: imageio.read_image(p)) if mask_path else None))
+            load_mask=(lambda p=mask_path: imageio.read_array(p)) if mask_path else None,
+            mask_source=_relative(mask_path, raw_dir) if mask_path else None))
     return examples
 
 
-READERS: list[Callable[[Path], list[Example]]] = [folder_pairs]
+def _refuse_stack(path: Path) -> None:
+    """A multi-page TIFF among single images would silently lose all but its first page."""
+    if path.suffix.lower() in (".tif", ".tiff") and _tiff_page_count(path, quiet=True) > 1:
+        raise ActivesegError(f"{path}: is a multi-page TIFF stack; list it under ingest.tiff_stacks in params.yaml "
+                             "and move it out of images/ and masks/")
 
 
-def discover(raw_dir: Path) -> list[Example]:
-    """All examples the readers find under ``raw_dir``; ids must be unique across formats."""
+# TIFF pages are read with OpenCV (libtiff: LZW, Deflate, … without extra codec packages), the same
+# decoder as single images, so a stack and its pages saved as PNG give identical arrays.
+def _tiff_page_count(path: Path, quiet: bool = False) -> int:
+    try:
+        count = int(cv2.imcount(str(path), cv2.IMREAD_UNCHANGED))
+    except cv2.error:
+        count = 0
+    if count == 0 and not quiet:
+        raise ActivesegError(f"{path}: cannot be read as a TIFF stack (corrupt or not a TIFF); re-export it")
+    return count
+
+
+def _tiff_page(path: Path, index: int) -> np.ndarray:
+    """One page as stored (any bit depth, OpenCV channel order)."""
+    try:
+        ok, pages = cv2.imreadmulti(str(path), start=index, count=1, flags=cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        ok, pages = False, []
+    if not ok or not pages or pages[0] is None or pages[0].size == 0:
+        raise ActivesegError(f"{path}: page {index} cannot be read (corrupt TIFF); re-export the stack")
+    return pages[0]
+
+
+def _stack_image(path: Path, index: int) -> np.ndarray:
+    return imageio.to_rgb_or_gray(imageio.to_uint8(_tiff_page(path, index), path), path)
+
+
+def tiff_stacks(raw_dir: Path, stacks: list[dict]) -> list[Example]:
+    """Multi-page TIFF pairs: page i of ``images`` ↔ page i of ``labels`` (labels optional)."""
+    examples = []
+    for stack in stacks:
+        images_path = raw_dir / stack["images"]
+        labels_path = raw_dir / stack["labels"] if stack.get("labels") else None
+        for path in filter(None, (images_path, labels_path)):
+            if not path.is_file():
+                raise ActivesegError(f"{path}: TIFF stack not found; fix ingest.tiff_stacks in params.yaml "
+                                     f"(paths are relative to {raw_dir})")
+        pages = _tiff_page_count(images_path)
+        if pages == 0:
+            raise ActivesegError(f"{images_path}: TIFF stack has no pages; re-export it")
+        if labels_path is not None and _tiff_page_count(labels_path) != pages:
+            raise ActivesegError(f"{labels_path}: has {_tiff_page_count(labels_path)} pages but {images_path.name} has "
+                                 f"{pages}; give both stacks one page per section, in the same order")
+        for index in range(pages):
+            examples.append(Example(
+                image_id=f"{images_path.stem}_{index:04d}", source=f"{_relative(images_path, raw_dir)}#{index}",
+                load_image=lambda p=images_path, i=index: _stack_image(p, i),
+                load_mask=(lambda p=labels_path, i=index: _tiff_page(p, i)) if labels_path else None,
+                mask_source=f"{_relative(labels_path, raw_dir)}#{index}" if labels_path else None))
+    return examples
+
+
+class _LabelmeExample:
+    """Reads the image once, then rasterises the shapes at its size."""
+
+    def __init__(self, label_file: labelme.LabelmeFile, params: IngestParams, warnings: Warnings,
+                 image_path: Optional[Path] = None) -> None:
+        self.label_file, self.params, self.warnings, self.image_path = label_file, params, warnings, image_path
+        self._image: Optional[np.ndarray] = None
+        self._masks: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            self._image = (imageio.read_image(self.image_path) if self.image_path is not None
+                           else labelme.read_image(self.label_file))
+        return self._image
+
+    def _rasterize(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._masks is None:
+            height, width = self.image().shape[:2]
+            file = self.label_file
+            if (file.image_height, file.image_width) not in ((None, None), (height, width)):
+                self.warnings.add("Labelme files whose imageHeight/imageWidth differ from their image "
+                                  "(the image's size was used, as Labelme does)", file.path.name)
+            settings = self.params.labelme
+            self._masks = labelme.rasterize(file, height, width, settings.foreground_labels or None,
+                                            settings.line_width, settings.point_size)
+        return self._masks
+
+    def mask(self) -> np.ndarray:
+        return self._rasterize()[0]
+
+    def ignore(self) -> np.ndarray:
+        return self._rasterize()[1]
+
+
+def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
+                  warnings: Warnings, used_images: set[Path]) -> list[Example]:
+    """Every ``*.json`` below raw_dir as an example; a JSON whose id names an ``images/`` image
+    labels that image (the example replaces the unlabeled one in ``folder_examples``)."""
+    found: dict[str, Path] = {}
+    for path in sorted(raw_dir.rglob("*.json")):
+        relative = path.relative_to(raw_dir)
+        if any(part.startswith(".") for part in relative.parts) or relative.parts[0] == "masks":
+            continue
+        if path.stem in found:
+            raise ActivesegError(f"{path}: two Labelme files share the id '{path.stem}' (also {found[path.stem]}); "
+                                 "rename or remove one")
+        found[path.stem] = path
+    folder_sources = {(raw_dir / example.source).resolve(): image_id for image_id, example in folder_examples.items()}
+    examples = []
+    for image_id, path in found.items():
+        label_file = labelme.load(path, root=raw_dir)
+        own = folder_examples.get(image_id)
+        if own is not None and own.load_mask is not None:
+            raise ActivesegError(f"{path}: image '{image_id}' has both a mask in masks/ and this Labelme file; "
+                                 "remove one of them")
+        if label_file.image_path is not None and own is None:
+            other = folder_sources.get(label_file.image_path.resolve())
+            if other is not None:
+                raise ActivesegError(f"{path}: its image is images/{Path(folder_examples[other].source).name}, "
+                                     f"ingested as '{other}'; rename the JSON to {other}.json")
+        if label_file.image_path is not None:
+            used_images.add(label_file.image_path.resolve())
+        source = _relative(path, raw_dir)
+        reader = _LabelmeExample(label_file, params, warnings,
+                                 image_path=raw_dir / own.source if own is not None else None)
+        examples.append(Example(image_id, source, reader.image, reader.mask, reader.ignore,
+                                queried=label_file.queried))
+    return examples
+
+
+def _consumed_paths(examples: list[Example], raw_dir: Path) -> set[Path]:
+    sources = [source for example in examples for source in (example.source, example.mask_source) if source]
+    return {(raw_dir / source.split("#")[0]).resolve() for source in sources}
+
+
+def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Optional[Warnings] = None
+             ) -> list[Example]:
+    """All examples the enabled readers find under ``raw_dir``; ids must be unique across formats."""
+    params = params or IngestParams()
+    warnings = warnings if warnings is not None else Warnings()
+    folder_examples = {example.image_id: example
+                       for example in (folder_pairs(raw_dir) if "folders" in params.formats else [])}
+    stack_examples = tiff_stacks(raw_dir, params.tiff_stacks) if "tiff_stacks" in params.formats else []
+    used: set[Path] = set()
+    json_examples = (labelme_files(raw_dir, params, folder_examples, warnings, used)
+                     if "labelme" in params.formats else [])
+    for example in json_examples:
+        folder_examples.pop(example.image_id, None)  # the JSON now labels that image
     examples: list[Example] = []
     seen: dict[str, str] = {}
-    for reader in READERS:
-        for example in reader(raw_dir):
-            if example.image_id in seen:
-                raise ActivesegError(f"{example.source}: id '{example.image_id}' is also used by "
-                                     f"{seen[example.image_id]}; rename one of them")
-            seen[example.image_id] = example.source
-            examples.append(example)
+    for example in [*folder_examples.values(), *stack_examples, *json_examples]:
+        if example.image_id in seen:
+            raise ActivesegError(f"{raw_dir / example.source}: id '{example.image_id}' is also used by "
+                                 f"{seen[example.image_id]}; rename one of them")
+        seen[example.image_id] = example.source
+        examples.append(example)
+    used |= _consumed_paths(examples, raw_dir)
+    for path in sorted(raw_dir.iterdir()):
+        if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES and path.resolve() not in used:
+            warnings.add("image files directly in raw_dir that no reader used (unlabeled images go in images/)",
+                         path.name)
     return examples
+
+
+def _has_content(raw_dir: Path) -> bool:
+    return any(not path.name.startswith(".") and path.name not in IGNORED_NAMES for path in raw_dir.iterdir())
 
 
 def synthetic_examples(params: IngestParams, seed: int) -> list[Example]:
@@ -108,56 +338,79 @@ def synthetic_examples(params: IngestParams, seed: int) -> list[Example]:
                                                             config.max_objects, seed)]
 
 
+def _raw_examples(params: IngestParams, warnings: Warnings) -> Optional[list[Example]]:
+    """The user's examples, or None where the synthetic default applies (no data folder)."""
+    raw_dir = Path(params.raw_dir)
+    if not raw_dir.is_dir() or not _has_content(raw_dir):
+        if Path(os.path.normpath(params.raw_dir)) != Path(DEFAULT_RAW_DIR):
+            state = "is empty" if raw_dir.is_dir() else "does not exist"
+            raise ActivesegError(f"{raw_dir}: ingest.raw_dir {state}; put your data there or fix ingest.raw_dir "
+                                 f"in params.yaml (leave it {DEFAULT_RAW_DIR} for the synthetic data set)")
+        return None
+    examples = discover(raw_dir, params, warnings)
+    if not examples:
+        raise ActivesegError(f"{raw_dir}: no images found (readers: {', '.join(params.formats)}); put images in "
+                             f"{raw_dir / 'images'} or see README 'Your own data' (empty the folder for synthetic data)")
+    return examples
+
+
 def ingest(params: IngestParams, seed: int, out_dir: str | Path) -> pd.DataFrame:
     """Validate and write every example in canonical form; returns the manifest."""
-    raw_dir = Path(params.raw_dir)
-    examples = discover(raw_dir) if raw_dir.is_dir() else []
-    if not examples and (raw_dir / "images").is_dir():
-        # an images/ folder is the user's data: empty, it is a mistake, not a wish for synthetic data
-        raise ActivesegError(f"{raw_dir / 'images'}: no images found (supported: {', '.join(imageio.IMAGE_SUFFIXES)}); "
-                             "add your images, or remove the empty folder to use the synthetic data set")
-    if not examples:
-        print(f"ingest: no images under {raw_dir}/images; using the built-in synthetic data set")
+    warnings = Warnings()
+    examples = _raw_examples(params, warnings)
+    if examples is None:
+        print(f"ingest: no data in {params.raw_dir}; using the built-in synthetic data set")
         examples = synthetic_examples(params, seed)
-    rows, binarized, empty = [], [], []
+    rows, binarized = [], []
     with atomic_path(out_dir, directory=True) as staging:
-        (staging / "images").mkdir()
-        (staging / "masks").mkdir()
+        for folder in ("images", "masks", "ignore"):
+            (staging / folder).mkdir()
         for example in progress(examples, "ingest"):
-            rows.append(_write_example(example, staging, binarized, empty))
+            rows.append(_write_example(example, staging, params, binarized, warnings))
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         write_csv(staging / "manifest.csv", manifest)
     labeled = int(manifest["labeled"].sum())
-    print(f"ingest: {len(manifest)} images, {labeled} with masks, {len(manifest) - labeled} unlabeled")
+    print(f"ingest: {len(manifest)} images, {labeled} with masks ({int(manifest['queried'].sum())} from "
+          f"annotated queries), {len(manifest) - labeled} unlabeled")
     if binarized:
-        print(f"ingest: {len(binarized)} masks were not strictly 0/255 and were binarised by `pixel > 0`: "
-              + ", ".join(binarized[:10]) + (" …" if len(binarized) > 10 else ""))
-    if empty:
-        print(f"ingest: warning: {len(empty)} masks are all background: " + ", ".join(empty[:10])
-              + (" …" if len(empty) > 10 else ""))
+        print(f"ingest: {len(binarized)} masks were not strictly 0/255 and were binarised by "
+              f"ingest.mask_rule={params.mask_rule}: " + ", ".join(binarized[:10])
+              + (f" … ({len(binarized) - 10} more)" if len(binarized) > 10 else ""))
+    for line in warnings.summary():
+        print(line)
     return manifest
 
 
-def _write_example(example: Example, staging: Path, binarized: list, empty: list) -> dict:
+def _write_example(example: Example, staging: Path, params: IngestParams, binarized: list,
+                   warnings: Warnings) -> dict:
+    where = example.source if example.source == "synthetic" else str(Path(params.raw_dir) / example.source)
     image = example.load_image()
     digest = hashlib.sha1(image.tobytes())
     row = {"id": example.image_id, "source": example.source, "height": image.shape[0],
            "width": image.shape[1], "channels": 1 if image.ndim == 2 else 3, "labeled": False,
-           "foreground_fraction": float("nan")}
+           "foreground_fraction": float("nan"), "ignore_fraction": float("nan"), "queried": example.queried}
     imageio.write_png(staging / "images" / f"{example.image_id}.png", image)
     if example.load_mask is not None:
-        mask, was_changed = binarize_mask(example.load_mask(), example.source)
+        mask_where = where if example.mask_source is None else str(Path(params.raw_dir) / example.mask_source)
+        mask, was_changed = binarize_mask(example.load_mask(), mask_where, params.mask_rule)
         if mask.shape != image.shape[:2]:
-            raise ActivesegError(f"{example.source}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+            raise ActivesegError(f"{mask_where}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                                  f"{image.shape[1]}x{image.shape[0]}; give the mask the image's size")
         if was_changed:
             binarized.append(example.image_id)
         fraction = float((mask > 0).mean())
         if fraction == 0.0:
-            empty.append(example.image_id)
+            warnings.add("masks are all background", example.image_id)
         digest.update(mask.tobytes())
         imageio.write_png(staging / "masks" / f"{example.image_id}.png", mask)
-        row.update(labeled=True, foreground_fraction=round(fraction, 6))
+        ignore_fraction = 0.0
+        if example.load_ignore is not None:
+            ignore = example.load_ignore()
+            if ignore.any():
+                ignore_fraction = float((ignore > 0).mean())
+                digest.update(ignore.tobytes())
+                imageio.write_png(staging / "ignore" / f"{example.image_id}.png", ignore)
+        row.update(labeled=True, foreground_fraction=round(fraction, 6), ignore_fraction=round(ignore_fraction, 6))
     row["checksum"] = digest.hexdigest()
     return row
 

@@ -8,6 +8,7 @@ mirror params.yaml, which is where each knob is documented.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +24,8 @@ NORMALIZATIONS = ("unit", "zscore")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
 REDUCTIONS = ("mean", "foreground_border")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
+MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +37,19 @@ class SyntheticParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelmeParams:
+    foreground_labels: list = dataclasses.field(default_factory=list)
+    line_width: int = 10
+    point_size: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
 class IngestParams:
     raw_dir: str = "data/raw"
+    formats: list = dataclasses.field(default_factory=lambda: list(INGEST_FORMATS))
+    tiff_stacks: list = dataclasses.field(default_factory=list)
+    mask_rule: str = "nonzero"
+    labelme: LabelmeParams = LabelmeParams()
     synthetic: SyntheticParams = SyntheticParams()
 
 
@@ -43,6 +57,8 @@ class IngestParams:
 class SplitParams:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    val_count: int = 0
+    test_count: int = 0
     simulate: bool = True
     initial_labeled: int = 12
 
@@ -142,6 +158,12 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
         if not isinstance(value, dict):
             raise _fail(source, key, f"must be a mapping, not {value!r}")
         return value
+    if annotation is list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise _fail(source, key, f"must be a list, not {value!r}")
+        return value
     raise TypeError(f"unsupported annotation {annotation!r}")
 
 
@@ -175,11 +197,14 @@ def _check_ranges(params: Params, source: str) -> None:
     check(synthetic.size >= 32, "ingest.synthetic.size", "must be at least 32")
     check(1 <= synthetic.min_objects <= synthetic.max_objects, "ingest.synthetic.min_objects",
           "must be at least 1 and at most ingest.synthetic.max_objects")
+    _check_ingest(params.ingest, check)
     split = params.split
     for key, value in (("split.val_fraction", split.val_fraction), ("split.test_fraction", split.test_fraction)):
         check(0.0 < value < 1.0, key, "must be between 0 and 1 (exclusive)")
     check(split.val_fraction + split.test_fraction < 0.9, "split.test_fraction",
           "plus split.val_fraction must leave at least 10% of the images for training")
+    for key, value in (("split.val_count", split.val_count), ("split.test_count", split.test_count)):
+        check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
     size = params.preprocess.size
     check(size >= 32 and size % 32 == 0, "preprocess.size", "must be a multiple of 32 (the U-Net halves it 5 times)")
@@ -205,6 +230,22 @@ def _check_ranges(params: Params, source: str) -> None:
     check(query.batch_size >= 1, "query.batch_size", "must be at least 1")
     check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")
     check(params.evaluate.overlays >= 0, "evaluate.overlays", "must be 0 or more")
+
+
+def _check_ingest(ingest: IngestParams, check) -> None:
+    check(bool(ingest.formats) and all(name in INGEST_FORMATS for name in ingest.formats), "ingest.formats",
+          f"must list one or more of {', '.join(INGEST_FORMATS)}")
+    check(re.fullmatch(MASK_RULE_PATTERN, ingest.mask_rule) is not None, "ingest.mask_rule",
+          "must be nonzero, threshold:N or value:N (N a whole number)")
+    for index, stack in enumerate(ingest.tiff_stacks):
+        check(isinstance(stack, dict) and isinstance(stack.get("images"), str) and set(stack) <= {"images", "labels"}
+              and isinstance(stack.get("labels", ""), (str, type(None))), f"ingest.tiff_stacks[{index}]",
+              "must be {images: FILE.tif} or {images: FILE.tif, labels: FILE.tif}")
+    labelme = ingest.labelme
+    check(all(isinstance(label, str) for label in labelme.foreground_labels), "ingest.labelme.foreground_labels",
+          "must be a list of label names (empty: every label but __ignore__)")
+    check(labelme.line_width >= 1, "ingest.labelme.line_width", "must be at least 1")
+    check(labelme.point_size >= 0, "ingest.labelme.point_size", "must be 0 or more")
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

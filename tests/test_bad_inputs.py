@@ -7,6 +7,7 @@ and data/raw, with this checkout's package on PYTHONPATH: no git, no DVC, no Ten
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,19 +93,50 @@ def corrupt_mask(raw: Path) -> str:
 def size_mismatch(raw: Path) -> str:
     write_image(raw / "images" / "a.png", image(size=40))
     write_image(raw / "masks" / "a.png", mask(size=32))
-    return "images/a.png"
+    return "masks/a.png"
 
 
 def colour_mask(raw: Path) -> str:
     write_image(raw / "images" / "a.png", image())
     write_image(raw / "masks" / "a.png", image(seed=1))
-    return "images/a.png"
+    return "masks/a.png"
 
 
 def empty_images_folder(raw: Path) -> str:
     (raw / "images").mkdir()
     (raw / "images" / "notes.txt").write_text("not an image")
-    return "images"
+    return ""
+
+
+def labelme_file(raw: Path, image_path: str, name: str = "labels/a.json") -> Path:
+    path = raw / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "5.5.0", "flags": {}, "imagePath": image_path, "imageData": None,
+                                "imageHeight": 40, "imageWidth": 40,
+                                "shapes": [{"label": "cell", "shape_type": "polygon", "flags": {},
+                                            "points": [[2, 2], [30, 4], [20, 30]]}]}))
+    return path
+
+
+def labelme_path_escaping_its_folder(raw: Path) -> str:
+    write_image(raw.parent.parent / "outside.png", image())  # a real file, outside data/raw
+    labelme_file(raw, "../../../outside.png")
+    return "labels/a.json"
+
+
+def labelme_absolute_path(raw: Path) -> str:
+    labelme_file(raw, str(raw.parent.parent.absolute() / "outside.png"))
+    return "labels/a.json"
+
+
+def labelme_image_missing(raw: Path) -> str:
+    labelme_file(raw, "a.png")
+    return "labels/a.json"
+
+
+def labelme_not_json(raw: Path) -> str:
+    labelme_file(raw, "a.png").write_text('{"shapes": [')
+    return "labels/a.json"
 
 
 def duplicate_ids(raw: Path) -> str:
@@ -119,14 +151,15 @@ def unreadable_pixel_type(raw: Path) -> str:
 
 
 DATA_CASES = [mask_without_image, corrupt_image, corrupt_mask, size_mismatch, colour_mask, empty_images_folder,
-              duplicate_ids, unreadable_pixel_type]
+              duplicate_ids, unreadable_pixel_type, labelme_path_escaping_its_folder, labelme_absolute_path,
+              labelme_image_missing, labelme_not_json]
 
 
 @pytest.mark.parametrize("make_case", DATA_CASES, ids=[case.__name__ for case in DATA_CASES])
 def test_bad_raw_data_stops_ingest_naming_the_file(folder, make_case):
     named = make_case(folder / "data" / "raw")
     error = one_error_line(run_stage(folder, "ingest", "--out", "data/ingested"))
-    assert f"data/raw/{named}" in error
+    assert f"data/raw/{named}".rstrip("/") in error
     assert nothing_written(folder) == []
 
 

@@ -1,0 +1,56 @@
+"""params.yaml validation: every bad key or value is one line naming the key and the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from activeseg.errors import ActivesegError
+from activeseg.params import flatten, load_params, parse_params
+from conftest import REPO_ROOT, tiny_params_dict
+
+
+def test_project_params_are_valid():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.epochs >= 1 and isinstance(params.seed, int)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", "two", "`epochs` must be a whole number, not 'two'"),
+    ("epochs", 0, "`epochs` must be at least 1"),
+    ("train.backbone", "resnet999", "`train.backbone` must be one of"),
+    ("train.loss", "bce+hinge", "`train.loss` must be one of"),
+    ("preprocess.size", 50, "`preprocess.size` must be a multiple of 32"),
+    ("split.val_fraction", 1.5, "`split.val_fraction` must be between 0 and 1"),
+    ("split.simulate", "yes", "`split.simulate` must be true or false"),
+    ("train.learning_rate", "fast", "`train.learning_rate` must be a number"),
+    ("query.strategy", "psychic", "`query.strategy` must be one of"),
+])
+def test_bad_values_are_named(key, value, message):
+    raw = tiny_params_dict(**{key.replace(".", "__"): value})
+    with pytest.raises(ActivesegError, match="^params.yaml: ") as caught:
+        parse_params(raw)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_key_is_named():
+    raw = tiny_params_dict()
+    raw["train"]["epochz"] = 3
+    with pytest.raises(ActivesegError, match="`train.epochz` is not a known parameter"):
+        parse_params(raw)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ActivesegError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("epochs: [1\n")
+    with pytest.raises(ActivesegError, match="not valid YAML"):
+        load_params(broken)
+
+
+def test_flatten_gives_dotted_keys(tiny_params):
+    flat = flatten(tiny_params())
+    assert flat["epochs"] == 1
+    assert flat["train.backbone"] == "resnet18"
+    assert flat["ingest.synthetic.count"] == 24

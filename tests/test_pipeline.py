@@ -1,0 +1,79 @@
+"""End to end: the real `dvc repro` and `dvc exp run` in a temporary git clone on tiny data,
+with the MLflow store they write checked afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+STAGE_OUTPUTS = [
+    "data/ingested/manifest.csv", "data/split/split.csv", "data/prepared/train.npz",
+    "data/prepared/stats.json", "data/augmented/train.npz", "metrics/augment_preview.png",
+    "models/model.keras", "models/mlflow_run.json", "metrics/train.json", "metrics/train_history.csv",
+    "data/query/ranking.csv", "metrics/query.json", "metrics/evaluate.json", "metrics/per_image.csv",
+]
+
+
+def mlflow_runs(project):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("activeseg")
+    assert experiment is not None, "the pipeline created no MLflow experiment"
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_repro_then_experiment(project):
+    first = run(["dvc", "repro"], project)
+    for stage in ("ingest", "split", "preprocess", "augment", "train", "query", "evaluate"):
+        assert f"Running stage '{stage}'" in first.stdout
+    for output in STAGE_OUTPUTS:
+        assert (project / output).is_file(), f"{output} was not written"
+
+    again = run(["dvc", "repro"], project)
+    assert "Running stage" not in again.stdout
+
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    (workspace,) = metrics.values()  # keyed by "" (the workspace) when no revision is asked for
+    evaluate = workspace["data"]["metrics/evaluate.json"]["data"]
+    for name in ("dice", "f1", "precision", "recall", "iou"):
+        assert 0.0 <= evaluate[name] <= 1.0
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
+    run(["dvc", "exp", "run", "-n", "two-epochs", "-S", "epochs=2"], project)
+    table = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    experiments = [
+        experiment["revs"][0]
+        for baseline in table for experiment in (baseline.get("experiments") or [])
+    ]
+    two_epochs = [exp for exp in experiments if exp.get("name") == "two-epochs"]
+    assert two_epochs, f"experiment missing from dvc exp show: {[exp.get('name') for exp in experiments]}"
+    data = two_epochs[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["epochs"] == 2
+    assert "dice" in data["metrics"]["metrics/evaluate.json"]["data"]
+
+    client, runs = mlflow_runs(project)
+    assert len(runs) == 2, "expected one MLflow run per pipeline execution"
+    by_name = {mlflow_run.data.tags.get("dvc_exp_name"): mlflow_run for mlflow_run in runs}
+    experiment_run = by_name["two-epochs"]
+    assert experiment_run.data.params["epochs"] == "2"
+    assert experiment_run.data.params["train.backbone"] == "resnet18"
+    assert len(experiment_run.data.tags["git_revision"]) == 40
+    assert experiment_run.data.tags["dvc_baseline_rev"] == experiment_run.data.tags["git_revision"]
+    for name in ("test_dice", "test_f1", "test_precision", "test_recall", "test_iou", "query_pool_size"):
+        assert name in experiment_run.data.metrics
+    assert len(client.get_metric_history(experiment_run.info.run_id, "val_dice")) == 2
+
+
+def test_bad_params_stop_before_any_work(project):
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace("epochs: 1", "epochs: two"))
+    result = run(["dvc", "repro", "ingest"], project, check=False)
+    assert result.returncode != 0
+    assert "error: params.yaml: `epochs` must be a whole number, not 'two'" in result.stderr
+    assert not (project / "data" / "ingested").exists()

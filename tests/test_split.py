@@ -1,0 +1,90 @@
+"""Split: seeded, sticky under growth, counts or fractions, queried images in train."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from activeseg.errors import ActivesegError
+from activeseg.params import SplitParams
+from activeseg.split import assign_splits
+
+
+def manifest(labeled: int, unlabeled: int = 0, queried=(), prefix="img") -> pd.DataFrame:
+    ids = [f"{prefix}{index:04d}" for index in range(labeled + unlabeled)]
+    return pd.DataFrame({"id": ids, "labeled": [index < labeled for index in range(len(ids))],
+                         "queried": [image_id in queried for image_id in ids], "source": "images/x.png",
+                         "height": 8, "width": 8, "foreground_fraction": 0.5})
+
+
+def by_id(frame: pd.DataFrame) -> dict:
+    return dict(zip(frame["id"], frame["split"]))
+
+
+REAL = SplitParams(simulate=False)
+
+
+def test_fractions_are_sticky_when_images_and_masks_are_added():
+    before = by_id(assign_splits(manifest(100, unlabeled=50), REAL, seed=3))
+    grown = manifest(150, unlabeled=80)  # the 50 pool images got masks by hand, 80 new images arrived
+    after = by_id(assign_splits(grown, REAL, seed=3))
+    for image_id, split in before.items():
+        if split != "pool":
+            assert after[image_id] == split, image_id
+    assert {after[image_id] for image_id, split in before.items() if split == "pool"} <= {"train", "val", "test"}
+
+
+def test_counts_are_exact_and_sticky_when_unlabeled_images_and_query_annotations_arrive():
+    params = SplitParams(val_count=50, test_count=25, simulate=False)
+    before = assign_splits(manifest(225, unlabeled=278), params, seed=1)
+    assert before["split"].value_counts().to_dict() == {"pool": 278, "train": 150, "val": 50, "test": 25}
+    pool = before[before["split"] == "pool"]["id"].tolist()
+    queried = set(pool[:10])
+    grown = manifest(225 + 10, unlabeled=268 + 40, queried=queried)
+    # the first ten pool images came back annotated through the round trip (ids keep their order)
+    after = by_id(assign_splits(grown, params, seed=1))
+    for image_id, split in by_id(before).items():
+        if split != "pool":
+            assert after[image_id] == split
+    assert all(after[image_id] == "train" for image_id in queried)
+
+
+def test_queried_images_always_join_train_even_where_the_hash_says_val_or_test():
+    frame = manifest(200, queried={f"img{index:04d}" for index in range(200)})
+    frame.loc[:99, "queried"] = False
+    result = assign_splits(frame, REAL, seed=0)
+    assert (result.loc[result["queried"], "split"] == "train").all() and result["queried"].sum() == 100
+
+
+def test_simulation_matches_the_seed_study_shape():
+    params = SplitParams(val_count=50, test_count=25, simulate=True, initial_labeled=150)
+    result = assign_splits(manifest(503), params, seed=42)
+    assert result["split"].value_counts().to_dict() == {"pool": 278, "train": 150, "val": 50, "test": 25}
+    pool = result[result["split"] == "pool"]
+    assert pool["has_mask"].all() and not pool["labeled"].any()  # hidden masks are the oracle
+
+
+def test_seed_changes_the_split_and_output_is_readable_with_pandas(tmp_path):
+    a, b = assign_splits(manifest(60), REAL, seed=1), assign_splits(manifest(60), REAL, seed=2)
+    assert by_id(a) != by_id(b)
+    a.to_csv(tmp_path / "split.csv", index=False)
+    reread = pd.read_csv(tmp_path / "split.csv")
+    assert {"id", "split", "labeled", "has_mask", "queried", "source", "height", "width",
+            "foreground_fraction"} <= set(reread.columns)
+
+
+@pytest.mark.parametrize("params, problem", [
+    (SplitParams(val_count=3, test_count=2, simulate=False), "asks for 3 val \\+ 2 test images but only 5"),
+    (SplitParams(val_count=40, simulate=False), "asks for 40 val"),
+    (SplitParams(val_fraction=0.01, test_fraction=0.01, simulate=False), "leaves no"),
+])
+def test_asking_for_more_val_or_test_than_exist_is_a_clear_error(params, problem):
+    with pytest.raises(ActivesegError, match=problem) as raised:
+        assign_splits(manifest(5, unlabeled=20), params, seed=0)
+    assert str(raised.value).startswith("params.yaml:")
+
+
+def test_annotated_queries_do_not_count_as_val_or_test_candidates():
+    frame = manifest(5, queried={"img0000", "img0001", "img0002"})
+    with pytest.raises(ActivesegError, match="only 2 labeled images \\(not counting annotated queries\\)"):
+        assign_splits(frame, SplitParams(val_count=1, test_count=1, simulate=False), seed=0)
