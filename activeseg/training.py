@@ -75,8 +75,9 @@ def train(params: TrainParams, epochs: int, transform: Transform, train_set: Spl
 # DVC deletes a stage's outputs before running it, so the backup lives beside them in an
 # undeclared, git-ignored folder that DVC leaves alone. Keras' own BackupAndRestore keeps the
 # weights, optimizer state and epoch; CSVLogger keeps the finished epochs' history, so the
-# resumed run's table, best model and MLflow curves cover the whole run. A fingerprint of
-# everything that shapes training makes a backup from other params or data start afresh.
+# resumed run's history table and best model cover the whole run (its MLflow run, a new one,
+# has the curves from the resume on). A fingerprint of the train params, epochs, transform and
+# arrays makes a backup from other params or data start afresh.
 
 CHECKPOINT_DIR = "checkpoints"
 
