@@ -226,6 +226,7 @@ def test_bad_params_value_or_type_names_the_key(folder, case):
     assert "\n" not in message and expected in message and "params.yaml" in message
 
 
+@pytest.mark.slow
 def test_every_stage_checks_params_before_touching_data(folder):
     """With bad params and no data at all, each stage must report the params, not a missing file:
     params.yaml is validated before any heavy work. (All stages run at once to save time.)"""

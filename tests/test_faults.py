@@ -77,15 +77,30 @@ def test_unreachable_server_stops_train_stage_with_clear_message(prepared_projec
     assert_no_train_outputs(prepared_project)
 
 
+def hidden_leftovers(project: Path) -> list[str]:
+    """Temporary siblings of atomic writes (``.name.*.tmp``, ``.checkpoint-*``) outside .git / .dvc."""
+    return sorted(str(path.relative_to(project)) for path in project.rglob(".*")
+                  if (".tmp" in path.name or path.name.startswith(".checkpoint-"))
+                  and not {".git", ".dvc"} & set(path.relative_to(project).parts))
+
+
 @pytest.mark.slow
-def test_sigterm_during_training_leaves_no_outputs(prepared_project):
-    process = start_repro(prepared_project, "train")
-    # the backup folder appears once the model is built and fit() starts
-    wait_for(lambda: (prepared_project / "models" / "checkpoints").is_dir(), process, "training started")
-    time.sleep(2)
-    os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=60) != 0
-    assert_no_train_outputs(prepared_project)
+def test_sigterm_during_training_leaves_no_outputs_and_no_temporaries(prepared_project):
+    project = prepared_project
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("resume: true", "resume: false"))  # the throw-away checkpoint folder
+    try:
+        process = start_repro(project, "train")
+        # the checkpoint folder appears once the model is built, just before fit() starts
+        wait_for(lambda: any((project / "models").glob(".checkpoint-*")), process, "training started")
+        time.sleep(2)
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=120) != 0
+    finally:
+        params.write_text(original)
+    assert_no_train_outputs(project)
+    assert hidden_leftovers(project) == []
 
 
 @pytest.mark.slow
