@@ -25,6 +25,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
     """Yield a temporary path next to ``path``; on success it replaces ``path``, else it is removed."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final)
     if directory:
         temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     else:
@@ -45,6 +46,17 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         else:
             temporary.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """A killed writer (SIGKILL, or SIGTERM, which Python does not turn into an exception) leaves
+    its temporary sibling behind. DVC lets one stage at a time write an output, so any temporary
+    of this output that exists now is such a leftover."""
+    for leftover in final.parent.glob(f".{final.name}.*.tmp*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _umask() -> int:

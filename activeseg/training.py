@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,8 @@ def run_fingerprint(params: TrainParams, epochs: int, transform: Transform, trai
 def resumable_fit(directory: Path, fingerprint: str, resume: bool):
     """Yield ``(folder for the best model, Resumed)``. Without ``resume``, a throw-away folder.
     With it, ``directory`` survives a crash or kill and is deleted once training completes."""
+    for leftover in directory.parent.glob(".checkpoint-*"):  # of a killed run (one stage writes here at a time)
+        shutil.rmtree(leftover, ignore_errors=True)
     if not resume:
         with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".checkpoint-") as scratch:
             yield scratch, Resumed(pd.DataFrame(), [])
@@ -128,5 +131,10 @@ def resumable_fit(directory: Path, fingerprint: str, resume: bool):
         log.unlink(missing_ok=True)
     callbacks = [keras.callbacks.CSVLogger(str(log), append=True),
                  keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
-    yield directory, Resumed(history.drop(columns="epoch", errors="ignore"), callbacks)
+    resumed = Resumed(history.drop(columns="epoch", errors="ignore"), callbacks)
+    best = directory / "best.keras"
+    if not (best.is_file() and zipfile.is_zipfile(best)):  # never saved, or killed while saving it:
+        best.unlink(missing_ok=True)                        # the first resumed epoch saves it afresh
+        resumed.best_val_dice = None
+    yield directory, resumed
     shutil.rmtree(directory)

@@ -84,8 +84,25 @@ def hidden_leftovers(project: Path) -> list[str]:
                   and not {".git", ".dvc"} & set(path.relative_to(project).parts))
 
 
+def kill_group_and_wait(process: subprocess.Popen, signum: int, timeout: float = 120) -> None:
+    """Signal DVC and the stage it runs, and wait until every process of the group has ended:
+    a stage outliving DVC could still write outputs that DVC never records."""
+    os.killpg(process.pid, signum)
+    process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"the stage outlived DVC by {timeout} s after signal {signum}")
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_sigterm_during_training_leaves_no_outputs_and_no_temporaries(prepared_project):
+def test_sigterm_during_training_leaves_no_outputs(prepared_project):
     project = prepared_project
     params = project / "params.yaml"
     original = params.read_text()
@@ -95,12 +112,11 @@ def test_sigterm_during_training_leaves_no_outputs_and_no_temporaries(prepared_p
         # the checkpoint folder appears once the model is built, just before fit() starts
         wait_for(lambda: any((project / "models").glob(".checkpoint-*")), process, "training started")
         time.sleep(2)
-        os.killpg(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=120) != 0
+        kill_group_and_wait(process, signal.SIGTERM)
     finally:
         params.write_text(original)
+    assert process.returncode != 0
     assert_no_train_outputs(project)
-    assert hidden_leftovers(project) == []
 
 
 @pytest.mark.slow
@@ -109,8 +125,7 @@ def test_sigkill_mid_training_then_repro_resumes_and_completes(prepared_project)
     backup = project / "models" / "checkpoints" / "backup" / "training_metadata.json"
     process = start_repro(project, "train")
     wait_for(backup.is_file, process, "the first epoch's backup")
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_group_and_wait(process, signal.SIGKILL)
     assert_no_train_outputs(project)
 
     result = run(["dvc", "repro"], project)
@@ -119,6 +134,7 @@ def test_sigkill_mid_training_then_repro_resumes_and_completes(prepared_project)
     assert history["epoch"].tolist() == [1, 2], "the resumed history must hold the epoch run before the kill"
     assert json.loads((project / "metrics" / "train.json").read_text())["epochs_run"] == 2
     assert not (project / "models" / "checkpoints").exists(), "a completed run must delete its backup"
+    assert hidden_leftovers(project) == [], "the next run removes what the killed ones left behind"
     assert (project / "metrics" / "evaluate.json").is_file()
     status = run(["dvc", "status", "--json"], project)
     assert json.loads(status.stdout) == {}, status.stdout
@@ -152,3 +168,16 @@ def test_unreachable_server_is_skipped_when_tracking_not_required(tmp_path, monk
     with resume_run(params.tracking, record) as mlflow:
         assert mlflow is None
     assert "runs without tracking" in capsys.readouterr().err
+
+
+def test_next_write_removes_what_a_killed_writer_left(tmp_path):
+    from activeseg.outputs import atomic_path, write_json
+
+    (tmp_path / ".train.json.k1ll3d.tmp.json").write_text('{"half": ')
+    (tmp_path / ".ingested.k1ll3d.tmp").mkdir()
+    (tmp_path / ".other.json.k1ll3d.tmp.json").write_text("{}")  # another output's: not ours to remove
+    write_json(tmp_path / "train.json", {"dice": 0.5})
+    with atomic_path(tmp_path / "ingested", directory=True) as staging:
+        (staging / "manifest.csv").write_text("id\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.json.k1ll3d.tmp.json", "ingested",
+                                                                  "train.json"]

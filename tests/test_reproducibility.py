@@ -1,13 +1,13 @@
 """Reproducibility: ``dvc repro --force`` twice from one commit gives byte-identical data outputs
 (ingest, split, preprocess, augment) and a test Dice within 0.005; each MLflow run leads back to
-its git revision and data version.
+its git revision and data version. (``dvc exp apply`` of a queued experiment is checked in
+test_scale_out.py, where the experiments are.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run
+from pipeline_runs import mlflow_server, served_env, served_project  # noqa: F401  (shared session fixtures)
 
 DATA_OUTPUTS = ("data/ingested", "data/split", "data/prepared", "data/augmented", "metrics/augment_preview.png")
 
@@ -44,25 +45,20 @@ def test_npz_bytes_depend_on_the_arrays_only(tmp_path):
         assert loaded["ids"].tolist() == ["a", "bc"] and np.array_equal(loaded["images"], arrays["images"])
 
 
-def mlflow_runs(project: Path) -> list[dict]:
-    """Every run in the project's SQLite store with its tags and test Dice (read straight from the DB)."""
-    with sqlite3.connect(project / "mlflow.db") as db:
-        runs = [row[0] for row in db.execute("SELECT run_uuid FROM runs ORDER BY start_time")]
-        found = []
-        for run_id in runs:
-            tags = dict(db.execute("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))
-            dice = db.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'test_dice'",
-                              (run_id,)).fetchone()
-            found.append({"run_id": run_id, "tags": tags, "test_dice": dice[0] if dice else None})
-    return found
+def run_record(project: Path) -> str:
+    return json.loads((project / "models" / "mlflow_run.json").read_text())["run_id"]
 
 
 @pytest.mark.slow
-def test_forced_repro_twice_is_reproducible_and_traceable(project):
-    run(["dvc", "repro"], project)
+def test_forced_repro_is_reproducible_and_traceable(served_project, mlflow_server):
+    """The shared clone ran `dvc repro` once (tracked on the MLflow server); force a second run."""
+    from mlflow.tracking import MlflowClient
+
+    project = served_project
     first, first_metrics = digests(project), json.loads((project / "metrics" / "evaluate.json").read_text())
+    first_run = run_record(project)
     time.sleep(2)  # a zip timestamp has 2-second resolution: make a time-stamped output differ
-    run(["dvc", "repro", "--force"], project)
+    run(["dvc", "repro", "--force"], project, env=served_env(project, mlflow_server))
     second, second_metrics = digests(project), json.loads((project / "metrics" / "evaluate.json").read_text())
 
     assert len(first) > 20
@@ -70,11 +66,13 @@ def test_forced_repro_twice_is_reproducible_and_traceable(project):
     assert not changed and first.keys() == second.keys(), f"not byte-identical across forced runs: {changed}"
     assert abs(first_metrics["dice"] - second_metrics["dice"]) <= 0.005
 
-    runs = mlflow_runs(project)
-    assert len(runs) == 2, "one MLflow run per pipeline execution"
+    client = MlflowClient(tracking_uri=mlflow_server)
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     manifest = (project / "data" / "ingested" / "manifest.csv").read_bytes()
-    for record, metrics in zip(runs, (first_metrics, second_metrics)):
-        assert record["tags"]["git_revision"] == head
-        assert record["tags"]["data_version"] == hashlib.sha1(manifest).hexdigest()[:12]
-        assert record["test_dice"] == pytest.approx(metrics["dice"], abs=1e-6)
+    second_run = run_record(project)
+    assert second_run != first_run, "one MLflow run per pipeline execution"
+    for run_id, metrics in ((first_run, first_metrics), (second_run, second_metrics)):
+        logged = client.get_run(run_id)
+        assert logged.data.tags["git_revision"] == head
+        assert logged.data.tags["data_version"] == hashlib.sha1(manifest).hexdigest()[:12]
+        assert logged.data.metrics["test_dice"] == pytest.approx(metrics["dice"], abs=1e-6)

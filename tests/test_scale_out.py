@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,16 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from conftest import REPO_ROOT, make_project, project_env, run
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from pipeline_runs import mlflow_server, served_project  # noqa: F401  (shared session fixtures)
 
 
 def file_digests(project: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -96,57 +89,19 @@ def test_queued_experiments_each_land_as_their_own_mlflow_run(tmp_path):
 
 
 # --- shared tracking: an MLflow server with a database backend, and a DVC remote -------------
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-                               "--artifacts-destination", str(folder / "artifacts")],
-                              cwd=folder, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("w"),
-                              start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{uri}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert server.poll() is None, (folder / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def served_project(tmp_path_factory, mlflow_server):
-    """A tiny clone whose whole pipeline ran with MLFLOW_TRACKING_URI set to the server."""
-    project = make_project(tmp_path_factory.mktemp("served") / "project")
-    env = project_env(project)
-    env["MLFLOW_TRACKING_URI"] = mlflow_server
-    run(["dvc", "repro"], project, env=env)
-    return project
-
+# (the server and the pipeline run on it are session fixtures in pipeline_runs.py)
 
 @pytest.mark.slow
 def test_pipeline_logs_to_a_shared_tracking_server(served_project, mlflow_server):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("activeseg")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
     record = json.loads((served_project / "models" / "mlflow_run.json").read_text())
-    assert runs[0].info.run_id == record["run_id"]
+    logged = client.get_run(record["run_id"])  # the run of the latest pipeline execution
+    assert logged.info.experiment_id == client.get_experiment_by_name("activeseg").experiment_id
     dice = json.loads((served_project / "metrics" / "evaluate.json").read_text())["dice"]
-    assert runs[0].data.metrics["test_dice"] == pytest.approx(dice, abs=1e-6)
-    assert runs[0].data.params["train.backbone"] == "resnet18"
+    assert logged.data.metrics["test_dice"] == pytest.approx(dice, abs=1e-6)
+    assert logged.data.params["train.backbone"] == "resnet18"
     assert {artifact.path for artifact in client.list_artifacts(record["run_id"])} >= {"per_image.csv"}
     assert not (served_project / "mlflow.db").exists(), "nothing may go to the local store"
 
