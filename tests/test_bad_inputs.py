@@ -226,6 +226,11 @@ def test_bad_params_value_or_type_names_the_key(folder, case):
     assert "\n" not in message and expected in message and "params.yaml" in message
 
 
+def test_every_stage_script_is_in_the_params_check():
+    """A new stage must join the check below (give its arguments in STAGE_ARGS)."""
+    assert {path.stem for path in (REPO_ROOT / "stages").glob("*.py")} == set(STAGE_ARGS)
+
+
 @pytest.mark.slow
 def test_every_stage_checks_params_before_touching_data(folder):
     """With bad params and no data at all, each stage must report the params, not a missing file:
