@@ -15,7 +15,8 @@ script use the modules below; everything else is an implementation detail.
 - ``activeseg.model`` / ``activeseg.training``: the U-Net and how it is trained.
 - ``activeseg.metrics``: Dice, F1, precision, recall, IoU.
 - ``activeseg.acquisition``: scoring the unlabeled pool.
-- ``activeseg.evaluation``: test-set metrics and overlays.
+- ``activeseg.evaluation``: test-set metrics, the threshold curve and overlays.
+- ``activeseg.predict``: masks for new images at their original size (``activeseg predict``).
 - ``activeseg.tracking``: MLflow runs and their tags.
 """
 

@@ -9,16 +9,39 @@ import sys
 from activeseg.errors import run_main
 
 
+def ui_command(port: int, store_uri: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The MLflow UI command line and environment for a store (default: the project's), bound to
+    127.0.0.1, one worker: a single person's browser needs no more."""
+    from activeseg.tracking import project_root, project_store_uri, tracking_uri
+
+    store_uri = store_uri or tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri,
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if store_uri == project_store_uri():
+        command += ["--default-artifact-root", (project_root() / "mlartifacts").as_uri()]
+    # the background job runner serves GenAI features (judges, scorers) this project does not use
+    return command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def ui(args: argparse.Namespace) -> None:
     """Start the MLflow UI over the project's store, bound to this machine only."""
-    from activeseg.tracking import project_root, tracking_uri
+    from activeseg.tracking import tracking_uri
 
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
-               "--host", "127.0.0.1", "--port", str(args.port)]
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        command += ["--default-artifact-root", (project_root() / "mlartifacts").as_uri()]
+    command, env = ui_command(args.port)
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {tracking_uri()}); Ctrl-C stops it")
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, env)
+
+
+def predict(args: argparse.Namespace) -> None:
+    """Predict masks for new images (files or folders) at their original size."""
+    from activeseg.predict import PredictOptions, predict as predict_images
+
+    options = PredictOptions(threshold=args.threshold, probabilities=args.probabilities,
+                             overlays=args.overlays, batch_size=args.batch_size)
+    masks = predict_images(args.model, args.stats, args.inputs, args.out, options)
+    print(f"predict: wrote {len(masks)} masks to {args.out}/masks"
+          + (f", probability maps to {args.out}/probabilities" if args.probabilities else "")
+          + (f", overlays to {args.out}/overlays" if args.overlays else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     ui_parser = commands.add_parser("ui", help=ui.__doc__)
     ui_parser.add_argument("--port", type=int, default=5000)
     ui_parser.set_defaults(handler=ui)
+    predict_parser = commands.add_parser(
+        "predict", help=predict.__doc__, description=predict.__doc__ + " Writes OUT/masks/<name>.png "
+        "(0/255), and with the options OUT/probabilities/<name>.png (probability x 255) and "
+        "OUT/overlays/<name>.png. Uses the training transform from --stats.")
+    predict_parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    predict_parser.add_argument("--model", default="models/model.keras", help="trained model (default: %(default)s)")
+    predict_parser.add_argument("--stats", default="data/prepared/stats.json",
+                                help="the transform of the run that trained the model (default: %(default)s)")
+    predict_parser.add_argument("--out", required=True, help="output folder")
+    predict_parser.add_argument("--threshold", type=float, default=0.5,
+                                help="probability above which a pixel is foreground (default: %(default)s; "
+                                     "use the evaluate.threshold you evaluated with)")
+    predict_parser.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    predict_parser.add_argument("--overlays", action="store_true", help="also write the images with the mask drawn")
+    predict_parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    predict_parser.set_defaults(handler=predict)
     return parser
 
 

@@ -1,12 +1,15 @@
-"""Evaluation: test-set metrics (pooled and per image), the trivial baseline, and overlays.
+"""Evaluation: test-set metrics (pooled and per image), the trivial baseline, the
+precision / recall vs threshold curve, and overlays of the worst and best test images.
 
-Pooled metrics count every pixel of every test image at once; ``mean_*`` metrics average the
-per-image scores. ``trivial_dice`` is what predicting foreground everywhere would score, so a
-model that learned nothing is easy to spot.
+Pooled metrics count every pixel of every test image at once (they equal ``sklearn.metrics`` on
+the flattened masks); ``mean_*`` metrics average the per-image scores. ``trivial_dice`` is what
+predicting foreground everywhere would score, so a model that learned nothing is easy to spot.
+Empty masks and empty predictions follow the convention in :mod:`activeseg.metrics`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -14,8 +17,16 @@ import numpy as np
 import pandas as pd
 
 from activeseg.imageio import write_png
-from activeseg.metrics import METRIC_NAMES, per_image_scores, pooled_scores
+from activeseg.metrics import METRIC_NAMES, per_image_scores, pooled_scores, threshold_curve
 from activeseg.outputs import atomic_path
+
+# Thresholds of the precision / recall curve: fine enough to see the trade-off, small enough to
+# read as a table and to diff between experiments.
+CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))
+
+# Prediction panel colours (RGB): true positives, false positives, false negatives.
+COLOURS = {"TP": (0, 200, 0), "FP": (230, 0, 0), "FN": (0, 80, 255)}
+OVERLAY_MIN_SIDE = 160  # small model inputs are enlarged (nearest neighbour) to stay readable
 
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -33,7 +44,7 @@ def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, thre
     summary = pooled_scores(truth, predicted)
     per_image = per_image_scores(truth, predicted)
     for name in METRIC_NAMES:
-        summary[f"mean_{name}"] = float(per_image[name].mean())
+        summary[f"mean_{name}"] = float(per_image[name].mean()) if len(ids) else 0.0
     summary["trivial_dice"] = pooled_scores(truth, np.ones_like(truth))["dice"]
     summary["threshold"] = threshold
     summary["images"] = int(len(ids))
@@ -43,29 +54,75 @@ def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, thre
     return summary, table
 
 
-def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Image | ground truth | prediction, with true positives green, false positives red and
-    false negatives blue in the prediction panel."""
-    rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.shape[-1] == 1 else image.copy()
+def threshold_table(truth: np.ndarray, probabilities: np.ndarray,
+                    thresholds=CURVE_THRESHOLDS) -> pd.DataFrame:
+    """Pooled precision, recall and F1 at each threshold: the data of the DVC plot."""
+    return pd.DataFrame(threshold_curve(truth, probabilities, thresholds)).round(6)
+
+
+def threshold_figure(table: pd.DataFrame, threshold: float):
+    """The same curve as a matplotlib figure, for MLflow (which shows images, not CSV plots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5), layout="constrained")
+    axes = figure.add_subplot()
+    for name in ("precision", "recall", "f1"):
+        axes.plot(table["threshold"], table[name], marker=".", label=name)
+    axes.axvline(threshold, color="grey", linestyle=":", label=f"evaluate.threshold {threshold:g}")
+    axes.set(xlabel="threshold", ylabel="score (pooled over test pixels)", ylim=(0, 1.02), xlim=(0, 1))
+    axes.legend(loc="lower left", fontsize="small")
+    return figure
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour=(0, 0, 0)) -> None:
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+
+
+def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, caption: str = "") -> np.ndarray:
+    """Image | ground truth | prediction, under a caption; in the prediction panel true positives
+    are green, false positives red and false negatives blue."""
+    rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 or image.shape[-1] == 1 else image.copy()
+    rgb = rgb.reshape(truth.shape + (3,))
     truth_panel = rgb.copy()
     truth_panel[truth] = (0.5 * truth_panel[truth] + [0, 127, 0]).astype(np.uint8)
     prediction_panel = rgb.copy()
-    for region, colour in ((truth & predicted, (0, 200, 0)), (~truth & predicted, (230, 0, 0)),
-                           (truth & ~predicted, (0, 80, 255))):
+    for region, colour in ((truth & predicted, COLOURS["TP"]), (~truth & predicted, COLOURS["FP"]),
+                           (truth & ~predicted, COLOURS["FN"])):
         prediction_panel[region] = (0.4 * prediction_panel[region] + 0.6 * np.array(colour)).astype(np.uint8)
-    gap = np.full((rgb.shape[0], 2, 3), 255, np.uint8)
-    return np.concatenate([rgb, gap, truth_panel, gap, prediction_panel], axis=1)
+    scale = max(1, math.ceil(OVERLAY_MIN_SIDE / min(truth.shape)))
+    panels = [cv2.resize(panel, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+              for panel in (rgb, truth_panel, prediction_panel)]
+    height, width = panels[0].shape[:2]
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    body = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    header = np.full((40, body.shape[1], 3), 255, np.uint8)
+    _text(header, caption, (4, 15))
+    for column, title in enumerate(("image", "ground truth")):
+        _text(header, title, (4 + column * (width + 4), 34))
+    x = 4 + 2 * (width + 4)
+    for label, colour in COLOURS.items():
+        _text(header, label, (x, 34), colour)
+        x += 30
+    return np.concatenate([header, body], axis=0)
 
 
 def write_overlays(out_dir: str | Path, table: pd.DataFrame, ids: np.ndarray, images: np.ndarray,
                    truth: np.ndarray, probabilities: np.ndarray, threshold: float, count: int) -> None:
-    """PNG overlays of the ``count`` worst and ``count`` best test images."""
+    """PNG overlays of the ``count`` worst and ``count`` best test images.
+
+    Files are named by rank only (``worst1.png``, ``best1.png``), so ``dvc plots diff`` shows the
+    same slot of two experiments side by side; the image id and its Dice are in the caption."""
     index_of = {image_id: index for index, image_id in enumerate(ids.astype(str))}
-    worst = [(f"worst{rank + 1}", image_id) for rank, image_id in enumerate(table["id"][:count])]
-    best = [(f"best{rank + 1}", image_id) for rank, image_id in enumerate(table["id"][::-1][:count])]
+    count = min(count, len(table))
+    worst = [(f"worst{rank + 1}", row) for rank, row in enumerate(table.head(count).itertuples())]
+    best = [(f"best{rank + 1}", row) for rank, row in enumerate(table[::-1].head(count).itertuples())]
     with atomic_path(out_dir, directory=True) as staging:
-        for label, image_id in worst + best:
-            index = index_of[image_id]
+        for label, row in worst + best:
+            index = index_of[row.id]
+            caption = f"{label}: {row.id}  Dice {row.dice:.3f}  (threshold {threshold:g})"
             picture = overlay(images[index], truth[index].reshape(probabilities.shape[1:]).astype(bool),
-                              probabilities[index] > threshold)
-            write_png(staging / f"{label}_{image_id}.png", picture)
+                              probabilities[index] > threshold, caption)
+            write_png(staging / f"{label}.png", picture)

@@ -1,8 +1,11 @@
 """Segmentation metrics: Dice, F1, precision, recall and IoU from pixel counts.
 
 Convention for empty cases: a ratio whose denominator is zero is 1.0 when nothing was there to
-find and nothing was predicted (a perfect empty prediction), and 0.0 otherwise. For binary masks
-Dice equals F1; both are reported because users look for both names.
+find and nothing was predicted (a perfect empty prediction), and 0.0 otherwise. So an empty mask
+predicted empty scores 1.0 on every metric; an empty mask with any predicted pixel scores 0.0
+precision / Dice / IoU (and 0.0 recall); a non-empty mask predicted empty scores 0.0 on all.
+This is ``sklearn.metrics``' ``zero_division=1.0`` when both are empty and ``0.0`` otherwise.
+For binary masks Dice equals F1; both are reported because users look for both names.
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ def per_image_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.n
     """Scores of each image of a ``(N, …)`` batch."""
     axes = tuple(range(1, truth.ndim))
     return scores_from_counts(**confusion_counts(truth, predicted, axis=axes))
+
+
+def threshold_curve(truth: np.ndarray, probabilities: np.ndarray, thresholds) -> dict[str, np.ndarray]:
+    """Pooled precision, recall and F1 at each threshold (a pixel is foreground above it)."""
+    truth = truth.reshape(probabilities.shape).astype(bool)
+    counts = [confusion_counts(truth, probabilities > threshold) for threshold in thresholds]
+    scores = scores_from_counts(*(np.array([c[key] for c in counts]) for key in ("tp", "fp", "fn")))
+    return {"threshold": np.asarray(thresholds, np.float64),
+            **{name: scores[name] for name in ("precision", "recall", "f1")}}
 
 
 def keras_dice(threshold: float = 0.5):

@@ -37,11 +37,13 @@ def project_root(start: Optional[Path] = None) -> Path:
     return here
 
 
-def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+def project_store_uri() -> str:
+    """The default store: ``mlflow.db`` at the project root."""
     return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or project_store_uri()
 
 
 # MLflow retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 with
@@ -98,8 +100,11 @@ def _experiment_id(mlflow, name: str) -> str:
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (project_root() / "mlartifacts").as_uri()
-        return mlflow.create_experiment(name, artifact_location=artifacts)
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so compare URIs rather than test the variable
+        artifacts = (project_root() / "mlartifacts").as_uri() if tracking_uri() == project_store_uri() else None
+        # tells the MLflow UI this is model training (runs, metrics), not a GenAI app (traces)
+        return mlflow.create_experiment(name, artifact_location=artifacts,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 @contextlib.contextmanager
@@ -200,3 +205,13 @@ def _version(distribution: str) -> str:
         return version(distribution)
     except PackageNotFoundError:
         return "unknown"
+
+
+def log_evaluation(mlflow, summary: dict, files: list[str | Path], overlays_dir: str | Path, figure) -> None:
+    """Test metrics (``test_`` prefix), the evaluation tables, the overlays and the threshold
+    curve, under the ``evaluation/`` artifact folder of the pipeline's run."""
+    mlflow.log_metrics({f"test_{key}": float(value) for key, value in summary.items()})
+    for path in files:
+        mlflow.log_artifact(str(path), artifact_path="evaluation")
+    mlflow.log_artifacts(str(overlays_dir), artifact_path="evaluation/overlays")
+    mlflow.log_figure(figure, "evaluation/threshold_curve.png")

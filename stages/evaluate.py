@@ -1,15 +1,17 @@
-"""DVC stage evaluate: the trained model on the test split → metrics, per-image table, overlays."""
+"""DVC stage evaluate: the trained model on the test split → metrics, per-image table,
+precision / recall vs threshold curve, overlays; all of it added to the pipeline's MLflow run."""
 
 import argparse
 from pathlib import Path
 
 from activeseg.errors import run_main
-from activeseg.evaluation import evaluate, predict_probabilities, write_overlays
+from activeseg.evaluation import (evaluate, predict_probabilities, threshold_figure, threshold_table,
+                                  write_overlays)
 from activeseg.model import load_model
 from activeseg.outputs import write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
-from activeseg.tracking import resume_run
+from activeseg.tracking import log_evaluation, resume_run
 
 
 def main() -> None:
@@ -20,6 +22,7 @@ def main() -> None:
     parser.add_argument("--run-record", required=True)
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--per-image", required=True)
+    parser.add_argument("--curve", required=True, help="CSV: precision / recall / f1 per threshold")
     parser.add_argument("--overlays", required=True)
     args = parser.parse_args()
     params = load_params(args.params)
@@ -28,18 +31,19 @@ def main() -> None:
     test = load_split_arrays(args.prepared, "test")
     probabilities = predict_probabilities(load_model(args.model), transform.normalize(test.images))
     summary, per_image = evaluate(test.ids, test.masks, probabilities, threshold)
+    curve = threshold_table(test.masks, probabilities)
     write_json(args.metrics, {key: round(value, 6) if isinstance(value, float) else value
                               for key, value in summary.items()})
     write_csv(args.per_image, per_image)
+    write_csv(args.curve, curve)
     write_overlays(args.overlays, per_image, test.ids, test.images, test.masks, probabilities, threshold,
                    params.evaluate.overlays)
     print("evaluate: " + ", ".join(f"{name} {summary[name]:.4f}" for name in
                                    ("dice", "precision", "recall", "iou", "trivial_dice")))
     with resume_run(params.tracking, args.run_record) as mlflow:
         if mlflow:
-            mlflow.log_metrics({f"test_{key}": value for key, value in summary.items()})
-            mlflow.log_artifacts(args.overlays, artifact_path="overlays")
-            mlflow.log_artifact(args.per_image)
+            log_evaluation(mlflow, summary, [args.per_image, args.curve], args.overlays,
+                           threshold_figure(curve, threshold))
 
 
 if __name__ == "__main__":

@@ -112,3 +112,21 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip("../shared/datasets is absent (a plain clone has no shared data)")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory):
+    """``(model.keras, stats.json)``: an untrained 32-px RGB U-Net (resnet18) and a matching
+    z-score transform, for tests of what consumes a model (evaluate, predict)."""
+    from activeseg.model import build_unet, save_model
+    from activeseg.outputs import write_json
+    from activeseg.params import TrainParams
+    from activeseg.preprocess import Transform
+    from activeseg.runtime import seed_everything
+
+    seed_everything(0)
+    folder = tmp_path_factory.mktemp("untrained_model")
+    save_model(build_unet(TrainParams(), 32, 3), folder / "model.keras")
+    transform = Transform(32, 3, "zscore", mean=(0.4, 0.5, 0.45), std=(0.2, 0.25, 0.3))
+    write_json(folder / "stats.json", transform.to_json())
+    return folder / "model.keras", folder / "stats.json"

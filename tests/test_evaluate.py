@@ -1,0 +1,144 @@
+"""Evaluate: the stage's outputs, their agreement with scikit-learn, MLflow logging, overlays."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, evaluate, overlay, threshold_table,
+                                  write_overlays)
+from activeseg.imageio import read_image
+from activeseg.preprocess import SplitArrays, Transform, load_split_arrays, save_arrays
+from conftest import REPO_ROOT, project_env, tiny_params_dict
+
+
+def synthetic_test_split(count=5, size=32, seed=1) -> SplitArrays:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, (count, size, size, 3), dtype=np.uint8)
+    masks = np.zeros((count, size, size, 1), np.uint8)
+    for index in range(count - 1):  # the last image has an empty mask
+        y, x = rng.integers(0, size - 10, 2)
+        masks[index, y:y + 10, x:x + 10] = 1
+    return SplitArrays(np.array([f"img{i}" for i in range(count)]), images, masks, np.ones(count, bool))
+
+
+def test_overlay_colours_true_false_positives_and_negatives():
+    truth = np.zeros((16, 16), bool)
+    predicted = np.zeros((16, 16), bool)
+    truth[0:8, 0:8] = True        # top-left: truth
+    predicted[0:8, 4:12] = True   # overlaps columns 4..7 (TP); 8..11 false positive; 0..3 false negative
+    picture = overlay(np.full((16, 16, 3), 128, np.uint8), truth, predicted, "caption")
+    scale = 10                    # 16 px panels are enlarged to at least 160 px
+    header, panel_width, gap = 40, 16 * scale, 4
+    assert picture.shape == (header + 16 * scale, 3 * panel_width + 2 * gap, 3)
+
+    def prediction_pixel(row, column):
+        return picture[header + row * scale + 5, 2 * (panel_width + gap) + column * scale + 5].astype(int)
+
+    for (row, column), name in (((2, 5), "TP"), ((2, 10), "FP"), ((2, 1), "FN")):
+        pixel = prediction_pixel(row, column)
+        assert int(np.argmax(pixel)) == int(np.argmax(COLOURS[name])), (name, pixel)
+    assert prediction_pixel(12, 12).tolist() == [128, 128, 128]  # true negative: the image itself
+
+
+def test_overlays_worst_and_best_named_by_rank(tmp_path):
+    split = synthetic_test_split()
+    probabilities = np.where(split.masks[..., 0] > 0, 0.9, 0.1).astype(np.float32)
+    probabilities[0] = 0.9  # image 0 over-segmented: the worst
+    _, table = evaluate(split.ids, split.masks, probabilities, 0.5)
+    write_overlays(tmp_path / "overlays", table, split.ids, split.images, split.masks, probabilities, 0.5, 2)
+    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == [
+        "best1.png", "best2.png", "worst1.png", "worst2.png"]
+    assert table["id"].iloc[0] == "img0" and table["dice"].is_monotonic_increasing
+    assert read_image(tmp_path / "overlays" / "worst1.png").shape[2] == 3
+    write_overlays(tmp_path / "all", table, split.ids, split.images, split.masks, probabilities, 0.5, 50)
+    assert len(list((tmp_path / "all").iterdir())) == 2 * len(split.ids)  # capped at the images there are
+
+
+def test_threshold_table_is_the_curve_dvc_plots():
+    split = synthetic_test_split()
+    probabilities = np.random.default_rng(2).random(split.masks.shape[:3]).astype(np.float32)
+    table = threshold_table(split.masks, probabilities)
+    assert list(table.columns) == ["threshold", "precision", "recall", "f1"]
+    assert table["threshold"].tolist() == list(CURVE_THRESHOLDS)
+    row = table[table["threshold"] == 0.5].iloc[0]
+    truth, predicted = split.masks.ravel(), (probabilities > 0.5).ravel()
+    assert row["precision"] == pytest.approx(precision_score(truth, predicted), abs=1e-6)
+    assert row["recall"] == pytest.approx(recall_score(truth, predicted), abs=1e-6)
+
+
+@pytest.fixture
+def evaluate_inputs(tmp_path, untrained_model):
+    """A folder with params.yaml, data/prepared/{stats.json,test.npz}, a model, a run record."""
+    model_path, stats_path = untrained_model
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict(evaluate__overlays=2)))
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    (prepared / "stats.json").write_text(stats_path.read_text())
+    save_arrays(prepared / "test.npz", synthetic_test_split())
+    return tmp_path, model_path
+
+
+def run_evaluate_stage(folder, model_path, env):
+    command = [sys.executable, str(REPO_ROOT / "stages" / "evaluate.py"), "--prepared", "data/prepared",
+               "--model", str(model_path), "--run-record", "run.json", "--metrics", "metrics/evaluate.json",
+               "--per-image", "metrics/per_image.csv", "--curve", "metrics/threshold_curve.csv",
+               "--overlays", "metrics/overlays"]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_evaluate_stage_outputs_agree_with_sklearn_and_land_in_the_mlflow_run(evaluate_inputs):
+    from mlflow import MlflowClient
+
+    from activeseg.model import load_model
+
+    folder, model_path = evaluate_inputs
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(store)
+    experiment = client.create_experiment("activeseg", artifact_location=(folder / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.set_terminated(run_id)
+    (folder / "run.json").write_text(json.dumps({"run_id": run_id}))
+    env = {**project_env(REPO_ROOT), "MLFLOW_TRACKING_URI": store}
+
+    result = run_evaluate_stage(folder, model_path, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    summary = json.loads((folder / "metrics" / "evaluate.json").read_text())
+    per_image = pd.read_csv(folder / "metrics" / "per_image.csv")
+    transform = Transform.load(folder / "data" / "prepared" / "stats.json")
+    test = load_split_arrays(folder / "data" / "prepared", "test")
+    predicted = load_model(model_path).predict(transform.normalize(test.images), verbose=0)[..., 0] > 0.5
+    truth = test.masks[..., 0].ravel()
+    assert summary["dice"] == pytest.approx(f1_score(truth, predicted.ravel(), zero_division=0), abs=1e-6)
+    assert summary["precision"] == pytest.approx(precision_score(truth, predicted.ravel(), zero_division=0),
+                                                 abs=1e-6)
+    assert summary["images"] == 5 and set(per_image["id"]) == set(test.ids)
+    assert list(per_image.columns) == ["id", "dice", "f1", "precision", "recall", "iou", "foreground_fraction"]
+    assert per_image["dice"].is_monotonic_increasing  # worst first
+    assert len(pd.read_csv(folder / "metrics" / "threshold_curve.csv")) == len(CURVE_THRESHOLDS)
+    assert len(list((folder / "metrics" / "overlays").glob("*.png"))) == 4
+
+    run = client.get_run(run_id)
+    assert run.data.metrics["test_dice"] == pytest.approx(summary["dice"], abs=1e-6)
+    assert run.data.metrics["test_trivial_dice"] == pytest.approx(summary["trivial_dice"], abs=1e-6)
+    logged = {item.path for item in client.list_artifacts(run_id, "evaluation")}
+    assert logged >= {"evaluation/per_image.csv", "evaluation/threshold_curve.csv",
+                      "evaluation/threshold_curve.png", "evaluation/overlays"}
+    overlays = {item.path for item in client.list_artifacts(run_id, "evaluation/overlays")}
+    assert "evaluation/overlays/worst1.png" in overlays and "evaluation/overlays/best2.png" in overlays
+
+
+def test_evaluate_stage_without_a_model_is_one_line_naming_it(evaluate_inputs):
+    folder, _ = evaluate_inputs
+    (folder / "run.json").write_text(json.dumps({"run_id": None}))
+    result = run_evaluate_stage(folder, folder / "models" / "missing.keras", project_env(REPO_ROOT))
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "missing.keras" in last_line and "dvc repro train" in last_line
+    assert not (folder / "metrics" / "evaluate.json").exists()
