@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from pipeline_runs import mlflow_server, served_env, served_project  # noqa: F401  (shared session fixtures)
+from pipeline_runs import served_env
 
 DATA_OUTPUTS = ("data/ingested", "data/split", "data/prepared", "data/augmented", "metrics/augment_preview.png")
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, make_project, project_env, run
-from pipeline_runs import mlflow_server, served_project  # noqa: F401  (shared session fixtures)
+
 
 
 def file_digests(project: Path, names: tuple[str, ...]) -> dict[str, str]:
