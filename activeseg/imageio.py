@@ -46,7 +46,10 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ActivesegError(f"{path}: file not found; check the path or remove the reference to it")
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV raises, rather than returning None, on some corrupt headers (found by fuzzing)
+        array = None
     if array is None or array.size == 0:
         raise ActivesegError(f"{path}: cannot be read as an image (corrupt or not an image); re-export it or remove it")
     return array

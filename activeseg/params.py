@@ -24,6 +24,7 @@ LOSSES = ("bce", "dice", "focal", "jaccard")
 NORMALIZATIONS = ("unit", "zscore")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
 REDUCTIONS = ("mean", "foreground_border")
+DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
 
@@ -93,6 +94,8 @@ class TrainParams:
     lr_patience: int = 3
     early_stopping_patience: int = 10
     dropout: float = 0.3
+    distribute: str = "none"
+    resume: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,7 @@ class TrackingParams:
     enabled: bool = True
     experiment: str = "activeseg"
     log_model: bool = True
+    required: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +258,8 @@ def _check_ranges(params: Params, source: str) -> None:
     check(train.learning_rate > 0, "train.learning_rate", "must be positive")
     check(0.0 <= train.dropout < 1.0, "train.dropout", "must be in [0, 1)")
     check(train.early_stopping_patience >= 1, "train.early_stopping_patience", "must be at least 1")
+    check(train.distribute in DISTRIBUTE_STRATEGIES, "train.distribute",
+          f"must be one of {', '.join(DISTRIBUTE_STRATEGIES)}")
     query = params.query
     check(query.strategy in STRATEGIES, "query.strategy", f"must be one of {', '.join(STRATEGIES)}")
     check(query.reduction in REDUCTIONS, "query.reduction", f"must be one of {', '.join(REDUCTIONS)}")

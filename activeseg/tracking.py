@@ -7,6 +7,9 @@
   output); later stages reopen that run, so one pipeline execution is one MLflow run.
 - Tags: git revision, DVC experiment name and baseline revision (``DVC_EXP_NAME``,
   ``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``) and the data version.
+- Reachability: a tracking server is probed (a few seconds) when a stage opens its run; when it
+  does not answer the stage stops with a one-line error, or, with ``tracking.required: false``,
+  runs without tracking. See :func:`tracking_active`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -42,7 +46,49 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or project_store_uri()
 
 
+# MLflow retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 with
+# exponential backoff, MLFLOW_HTTP_REQUEST_TIMEOUT=120 s per request). A pipeline stage should
+# know in seconds, so these apply unless the user has set the variables.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+PROBE_TIMEOUT_S = 5.0
+
+
+def unreachable_reason(uri: str) -> Optional[str]:
+    """Why the HTTP tracking server at ``uri`` does not answer, or None when it does (or is not a
+    server: local SQLite / file stores are opened, and their errors reported, by MLflow itself)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import requests
+
+    try:  # any HTTP answer counts: a proxy in front of the server may not route /health
+        requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
+    except requests.RequestException as error:
+        return type(error).__name__
+    return None
+
+
+def tracking_active(tracking: TrackingParams) -> bool:
+    """Whether this stage logs to MLflow: enabled, and the store answers. An unreachable server
+    is an :class:`ActivesegError` when ``tracking.required``, else a warning and False."""
+    if not tracking.enabled:
+        return False
+    uri = tracking_uri()
+    problem = unreachable_reason(uri)
+    if problem is None:
+        return True
+    message = f"MLflow tracking server {uri} (from MLFLOW_TRACKING_URI) is unreachable ({problem})"
+    if tracking.required:
+        raise ActivesegError(f"{message}; start the server, fix MLFLOW_TRACKING_URI, or set "
+                             "tracking.required: false in params.yaml to run without tracking")
+    print(f"warning: {message}; tracking.required is false, so this stage runs without tracking",
+          file=sys.stderr)
+    return False
+
+
 def _mlflow():
+    for variable, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -50,14 +96,33 @@ def _mlflow():
 
 
 def _experiment_id(mlflow, name: str) -> str:
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so compare URIs rather than test the variable
-    artifacts = (project_root() / "mlartifacts").as_uri() if tracking_uri() == project_store_uri() else None
-    # tells the MLflow UI this is model training (runs, metrics), not a GenAI app (traces)
-    return mlflow.create_experiment(name, artifact_location=artifacts,
-                                    tags={"mlflow.experimentKind": "custom_model_development"})
+    with _local_store_lock():
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so compare URIs rather than test the variable
+        artifacts = (project_root() / "mlartifacts").as_uri() if tracking_uri() == project_store_uri() else None
+        # tells the MLflow UI this is model training (runs, metrics), not a GenAI app (traces)
+        return mlflow.create_experiment(name, artifact_location=artifacts,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+@contextlib.contextmanager
+def _local_store_lock() -> Iterator[None]:
+    """Serialise the first use of a SQLite store: queued experiments (``dvc queue start -j N``)
+    start together, and two processes creating its tables or the experiment would collide."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(uri[len("sqlite:///"):] + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_revision() -> str:
@@ -81,7 +146,7 @@ def run_tags(data_version: str) -> dict[str, str]:
 @contextlib.contextmanager
 def start_run(params: Params, data_version: str, run_record: str | Path) -> Iterator[object]:
     """Open a new run with the flattened params and tags; yields ``mlflow`` (or None when off)."""
-    if not params.tracking.enabled:
+    if not tracking_active(params.tracking):
         write_json(run_record, {"run_id": None})
         yield None
         return
@@ -104,7 +169,7 @@ def resume_run(tracking: TrackingParams, run_record: str | Path) -> Iterator[obj
     if not path.is_file():
         raise ActivesegError(f"{path}: not found; run `dvc repro train` first")
     run_id = json.loads(path.read_text()).get("run_id")
-    if not tracking.enabled or run_id is None:
+    if run_id is None or not tracking_active(tracking):
         yield None
         return
     mlflow = _mlflow()

@@ -8,18 +8,26 @@ early when it stops improving, and the model written is the epoch with the best 
 With ``train.cascade`` the coarse stage is trained first, then frozen under the fine stage.
 
 Per-epoch metrics go to MLflow through MLflow's own Keras callback (when a run is active) and to
-a CSV table that DVC plots.
+a CSV table that DVC plots. The model is built and trained under the ``train.distribute``
+strategy (see :mod:`activeseg.distribute`). With ``train.resume`` the run backs itself up every
+epoch (see :func:`resumable_fit`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from activeseg.distribute import make_strategy
 from activeseg.metrics import keras_dice
 from activeseg.model import build_cascade, build_coarse, build_unet, load_model, save_model
 from activeseg.params import TrainParams
@@ -76,20 +84,24 @@ def validation_arrays(val_set: SplitArrays, transform: Transform) -> tuple[np.nd
 
 
 def _fit(model: keras.Model, params: TrainParams, epochs: int, data: tf.data.Dataset, steps: int,
-         validation: tuple[np.ndarray, np.ndarray], checkpoint: Path, extra_callbacks=()) -> pd.DataFrame:
+         validation: tuple[np.ndarray, np.ndarray], checkpoint: Path, extra_callbacks=(),
+         resumed: "Resumed | None" = None) -> pd.DataFrame:
+    resumed = resumed or Resumed(pd.DataFrame(), [])
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=build_loss(params.loss),
                   metrics=[keras_dice()])
     callbacks = [
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True,
+                                        initial_value_threshold=resumed.best_val_dice),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=params.early_stopping_patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5,
                                           patience=params.lr_patience, min_lr=params.learning_rate / 64),
         *extra_callbacks,
+        *resumed.callbacks,
     ]
     history = model.fit(data, steps_per_epoch=steps, validation_data=validation,
                         validation_batch_size=params.batch_size, epochs=epochs, shuffle=False, callbacks=callbacks,
                         verbose=2)
-    table = pd.DataFrame(history.history)
+    table = pd.concat([resumed.history, pd.DataFrame(history.history)], ignore_index=True)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     return table[[column for column in HISTORY_COLUMNS if column in table.columns]]
 
@@ -97,13 +109,15 @@ def _fit(model: keras.Model, params: TrainParams, epochs: int, data: tf.data.Dat
 def train(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,
           val_set: SplitArrays, model_path: str | Path, extra_callbacks=(), seed: int = 42) -> pd.DataFrame:
     """Fit a fresh model and write the best epoch's model to ``model_path``; returns the history
-    (of the full-resolution stage, for a cascade)."""
+    (of the full-resolution stage, for a cascade, whose coarse stage is not resumable)."""
     data = training_dataset(train_set, transform, params, seed)
     steps = steps_per_epoch(params, int(train_set.has_mask.sum()))
     validation = validation_arrays(val_set, transform)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=model_path.parent, prefix=".checkpoint-") as scratch:
+    fingerprint = run_fingerprint(params, epochs, seed, transform, train_set, val_set)
+    with make_strategy(params.distribute).scope(), \
+            resumable_fit(model_path.parent / CHECKPOINT_DIR, fingerprint, params.resume) as (scratch, resumed):
         if params.cascade:
             print(f"train: cascade stage 1 of 2, coarse U-Net at 1/{params.cascade_factor} resolution")
             _fit(build_coarse(params, transform.channels), params, epochs, data, steps, validation,
@@ -114,6 +128,75 @@ def train(params: TrainParams, epochs: int, transform: Transform, train_set: Spl
         else:
             model = build_unet(params, None, transform.channels)
         checkpoint = Path(scratch) / "best.keras"
-        history = _fit(model, params, epochs, data, steps, validation, checkpoint, extra_callbacks)
+        history = _fit(model, params, epochs, data, steps, validation, checkpoint, extra_callbacks, resumed)
         save_model(load_model(checkpoint), model_path)
     return history
+
+
+# --- Checkpoints and resume (train.resume) ---------------------------------------------------
+# DVC deletes a stage's outputs before running it, so the backup lives beside them in an
+# undeclared, git-ignored folder that DVC leaves alone. Keras' own BackupAndRestore keeps the
+# weights, optimizer state and epoch; CSVLogger keeps the finished epochs' history, so the
+# resumed run's history table and best model cover the whole run (its MLflow run, a new one,
+# has the curves from the resume on). A fingerprint of the train params, epochs, transform and
+# arrays makes a backup from other params or data start afresh.
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class Resumed:
+    """What a backup brings back: finished epochs' history, their best val Dice, the callbacks."""
+
+    def __init__(self, history: pd.DataFrame, callbacks: list):
+        self.history = history
+        self.callbacks = callbacks
+        self.best_val_dice = float(history["val_dice"].max()) if "val_dice" in history and len(history) else None
+
+
+def run_fingerprint(params: TrainParams, epochs: int, seed: int, transform: Transform, train_set: SplitArrays,
+                    val_set: SplitArrays) -> str:
+    digest = hashlib.sha256(json.dumps({"train": repr(params), "epochs": epochs, "seed": seed,
+                                        "transform": repr(transform)},
+                                       sort_keys=True).encode())
+    for array in (train_set.images, train_set.masks, val_set.images, val_set.masks):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def resumable_fit(directory: Path, fingerprint: str, resume: bool):
+    """Yield ``(folder for the best model, Resumed)``. Without ``resume``, a throw-away folder.
+    With it, ``directory`` survives a crash or kill and is deleted once training completes."""
+    for leftover in directory.parent.glob(".checkpoint-*"):  # of a killed run (one stage writes here at a time)
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not resume:
+        with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".checkpoint-") as scratch:
+            yield scratch, Resumed(pd.DataFrame(), [])
+        return
+    stamp = directory / "fingerprint.txt"
+    if directory.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        print(f"train: {directory} holds a backup of other params or data; starting afresh")
+        shutil.rmtree(directory)
+    log, backup = directory / "history.csv", directory / "backup"
+    history = pd.DataFrame()
+    if log.is_file() and log.stat().st_size and (backup / "training_metadata.json").is_file():
+        backed_up = json.loads((backup / "training_metadata.json").read_text())["epoch"]
+        # a kill between the log line and the backup repeats that epoch: keep what the backup holds
+        history = pd.read_csv(log)
+        history = history[history["epoch"] < backed_up]
+        print(f"train: resuming from the backup in {directory} after {len(history)} finished epochs")
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    if len(history):
+        history.to_csv(log, index=False)
+    else:
+        log.unlink(missing_ok=True)
+    callbacks = [keras.callbacks.CSVLogger(str(log), append=True),
+                 keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
+    resumed = Resumed(history.drop(columns="epoch", errors="ignore"), callbacks)
+    best = directory / "best.keras"
+    if not (best.is_file() and zipfile.is_zipfile(best)):  # never saved, or killed while saving it:
+        best.unlink(missing_ok=True)                        # the first resumed epoch saves it afresh
+        resumed.best_val_dice = None
+    yield directory, resumed
+    shutil.rmtree(directory)

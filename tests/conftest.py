@@ -130,3 +130,8 @@ def untrained_model(tmp_path_factory):
     transform = Transform(32, 3, "zscore", mean=(0.4, 0.5, 0.45), std=(0.2, 0.25, 0.3))
     write_json(folder / "stats.json", transform.to_json())
     return folder / "model.keras", folder / "stats.json"
+
+
+# Session fixtures shared by test_reproducibility.py and test_scale_out.py: one MLflow server and
+# one full pipeline run on it (defined in pipeline_runs.py; imported here so each exists once).
+from pipeline_runs import mlflow_server, served_project  # noqa: E402,F401

@@ -1,0 +1,170 @@
+"""Scaling out on existing engines: DVC's experiment queue, an MLflow tracking server, tf.distribute
+and a DVC remote. Each test drives the real tool in a tiny project clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT, make_project, project_env, run
+
+
+
+def file_digests(project: Path, names: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name in names:
+        root = project / name
+        for path in ([root] if root.is_file() else sorted(root.rglob("*"))):
+            if path.is_file() and path.name != ".gitignore":
+                found[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+# --- many experiments: dvc exp run --queue + dvc queue start -j 2 ----------------------------
+
+def queue_states(project: Path) -> dict[str, str]:
+    """Experiment name → status (Queued, Running, Success, Failed) from `dvc queue status`,
+    whose rows read ``<task> <name> <created> <status>``."""
+    states = {}
+    for line in run(["dvc", "queue", "status"], project).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[-1] in ("Queued", "Running", "Success", "Failed"):
+            states[fields[1]] = fields[-1]
+    return states
+
+
+@pytest.mark.slow
+def test_queued_experiments_each_land_as_their_own_mlflow_run(tmp_path):
+    project = make_project(tmp_path / "project")
+    variants = {"lr-a": "0.002", "lr-b": "0.004"}
+    for name, rate in variants.items():
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={rate}"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            states = queue_states(project)
+            if states and all(state in ("Success", "Failed") for state in states.values()):
+                break
+            assert time.monotonic() < deadline, f"queue did not finish: {states}"
+            time.sleep(3)
+    finally:
+        run(["dvc", "queue", "stop"], project, check=False)
+    assert states == {name: "Success" for name in variants}, \
+        f"{states}\n{run(['dvc', 'queue', 'logs', 'lr-a'], project, check=False).stdout[-3000:]}"
+
+    # every experiment is its own run in the project's store (not in a deleted .dvc/tmp/exps copy)
+    assert not list((project / ".dvc" / "tmp" / "exps").rglob("mlflow.db"))
+    with sqlite3.connect(project / "mlflow.db") as db:
+        runs = dict(db.execute("SELECT value, run_uuid FROM tags WHERE key = 'dvc_exp_name'"))
+        assert runs.keys() == variants.keys(), runs
+        for name, rate in variants.items():
+            logged = dict(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (runs[name],)))
+            assert float(logged["train.learning_rate"]) == float(rate)
+            dice = db.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'test_dice'",
+                              (runs[name],)).fetchone()
+            assert dice is not None, f"{name}: evaluate did not log to the experiment's run"
+
+    # `dvc exp apply` brings the experiment back: its params, and outputs that match its MLflow run
+    run(["dvc", "exp", "apply", "lr-b"], project)
+    assert yaml.safe_load((project / "params.yaml").read_text())["train"]["learning_rate"] == 0.004
+    run(["dvc", "checkout"], project)
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}, "applied outputs are not the experiment's"
+    assert json.loads((project / "models" / "mlflow_run.json").read_text())["run_id"] == runs["lr-b"]
+    with sqlite3.connect(project / "mlflow.db") as db:
+        dice = db.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'test_dice'",
+                          (runs["lr-b"],)).fetchone()[0]
+    assert json.loads((project / "metrics" / "evaluate.json").read_text())["dice"] == pytest.approx(dice, abs=1e-6)
+
+
+# --- shared tracking: an MLflow server with a database backend, and a DVC remote -------------
+# (the server and the pipeline run on it are session fixtures in pipeline_runs.py)
+
+@pytest.mark.slow
+def test_pipeline_logs_to_a_shared_tracking_server(served_project, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    record = json.loads((served_project / "models" / "mlflow_run.json").read_text())
+    logged = client.get_run(record["run_id"])  # the run of the latest pipeline execution
+    assert logged.info.experiment_id == client.get_experiment_by_name("activeseg").experiment_id
+    dice = json.loads((served_project / "metrics" / "evaluate.json").read_text())["dice"]
+    assert logged.data.metrics["test_dice"] == pytest.approx(dice, abs=1e-6)
+    assert logged.data.params["train.backbone"] == "resnet18"
+    def artifact_files(path=None):
+        for artifact in client.list_artifacts(record["run_id"], path):
+            yield from artifact_files(artifact.path) if artifact.is_dir else [artifact.path]
+
+    assert any(path.endswith("per_image.csv") for path in artifact_files()), "evaluate's table is not on the server"
+    assert not (served_project / "mlflow.db").exists(), "nothing may go to the local store"
+
+
+@pytest.mark.slow
+def test_dvc_remote_push_pull_round_trips_data_and_model(served_project, tmp_path):
+    project = served_project
+    tracked = ("data/ingested", "data/split", "data/prepared", "data/augmented", "data/query", "models/model.keras")
+    before = file_digests(project, tracked)
+    run(["dvc", "remote", "add", "--local", "-d", "store", str(tmp_path / "remote")], project)
+    run(["dvc", "push"], project)
+    shutil.rmtree(project / ".dvc" / "cache")
+    for name in tracked:
+        path = project / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run(["dvc", "pull"], project)
+    assert file_digests(project, tracked) == before
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+
+
+# --- bigger training: tf.distribute ---------------------------------------------------------
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from activeseg.runtime import tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    from conftest import tiny_params_dict
+    from activeseg.distribute import make_strategy
+    from activeseg.params import parse_params
+    from activeseg.preprocess import SplitArrays, Transform
+    from activeseg.runtime import seed_everything
+    from activeseg.training import train
+    from activeseg.model import load_model
+
+    params = parse_params(tiny_params_dict(train__distribute="mirrored", epochs=2))
+    rng = np.random.default_rng(0)
+    def arrays(count):
+        images = rng.integers(0, 255, (count, 32, 32, 3), dtype=np.uint8)
+        return SplitArrays(np.array([str(i) for i in range(count)]), images,
+                           (images[..., :1] > 128).astype(np.uint8), np.ones(count, bool))
+    seed_everything(params.seed)
+    history = train(params.train, params.epochs, Transform(32, 3, "unit", (0.5,) * 3, (0.25,) * 3),
+                    arrays(8), arrays(4), sys.argv[2])
+    prediction = load_model(sys.argv[2]).predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    print(json.dumps({"replicas": make_strategy("mirrored").num_replicas_in_sync,
+                      "loss": history["loss"].tolist(), "shape": list(prediction.shape)}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_over_two_logical_cpus(tmp_path):
+    env = project_env(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(REPO_ROOT / "tests"),
+                             str(tmp_path / "model.keras")], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["replicas"] == 2
+    assert outcome["shape"] == [2, 32, 32, 1]
+    assert outcome["loss"][1] < outcome["loss"][0], "the mirrored model did not learn"
