@@ -257,3 +257,15 @@ def write_disabled(out_dir: str | Path, strategies) -> None:
     """What the stage leaves when the simulation is off: an empty curves table, so the plot
     definition stays valid."""
     pd.DataFrame(columns=["labeled", *strategies]).to_csv(Path(out_dir) / "learning_curves.csv", index=False)
+
+
+def write_disabled_figure(path: str | Path) -> None:
+    """A small PNG saying the simulation is off, shown by `dvc plots` where its figures would be."""
+    import cv2
+
+    from activeseg.imageio import write_png
+
+    canvas = np.full((60, 520, 3), 255, np.uint8)
+    cv2.putText(canvas, "simulation off: set simulation.enabled: true", (10, 36),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (60, 60, 60), 1, cv2.LINE_AA)
+    write_png(path, canvas)

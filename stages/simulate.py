@@ -23,12 +23,14 @@ def main() -> None:
     params = load_params(args.params)
     sim = params.simulation
     if not sim.enabled:
-        from activeseg.simulation import write_disabled
+        from activeseg.simulation import write_disabled, write_disabled_figure
 
         with atomic_path(args.out, directory=True) as staging:
             write_disabled(staging, sim.strategies)
-        with atomic_path(args.figures, directory=True):
-            pass  # no figures without a simulation
+        with atomic_path(args.figures, directory=True) as staging:
+            # a placeholder, not an empty folder: git keeps no empty folders, so `dvc exp apply`
+            # and queued experiments could not restore one and would see the stage as changed
+            write_disabled_figure(staging / "simulation_off.png")
         write_json(args.metrics, {"enabled": False})
         print("simulate: off (simulation.enabled: false); set it to true to compare strategies on learning curves")
         return

@@ -93,7 +93,7 @@ def test_a_pool_without_hidden_masks_cannot_be_simulated():
         SimulationData(transform, empty(2, True), empty(3, False), empty(1, True), empty(1, True))
 
 
-def test_stage_is_off_by_default_and_leaves_an_empty_curve_table(tmp_path):
+def test_stage_is_off_by_default_and_leaves_an_empty_curve_table_and_a_placeholder(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "simulate.py"), "--prepared", "nowhere",
                              "--run-record", "nowhere.json", "--out", "sim", "--figures", "figures",
@@ -102,7 +102,7 @@ def test_stage_is_off_by_default_and_leaves_an_empty_curve_table(tmp_path):
     assert json.loads((tmp_path / "sim.json").read_text()) == {"enabled": False}
     assert (tmp_path / "sim" / "learning_curves.csv").read_text().strip() == \
         "labeled,mc_dropout,entropy,bald,margin,random"
-    assert (tmp_path / "figures").is_dir() and not any((tmp_path / "figures").iterdir())
+    assert [path.name for path in (tmp_path / "figures").iterdir()] == ["simulation_off.png"]
 
 
 @pytest.mark.slow
