@@ -74,8 +74,13 @@ def training_dataset(train_set: SplitArrays, transform: Transform, params: Train
 
     dataset = tf.data.Dataset.from_tensor_slices((images, masks))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(params.batch_size).prefetch(tf.data.AUTOTUNE)
+    # One serial map thread and no autotuning: on a 2-core CPU AUTOTUNE's extra threads took
+    # cores from the training step itself (pipeline at 0.72x in-memory speed, 1.06x without them).
+    dataset = dataset.map(prepare, num_parallel_calls=1, deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    return dataset.batch(params.batch_size).prefetch(1).with_options(options)
 
 
 def validation_arrays(val_set: SplitArrays, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
