@@ -80,6 +80,19 @@ def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900, *
     return result
 
 
+def file_digests(project: Path, names) -> dict[str, str]:
+    """sha256 of every file of the outputs ``names`` (files or folders), by path relative to ``project``."""
+    import hashlib
+
+    found = {}
+    for name in names:
+        root = project / name
+        for path in ([root] if root.is_file() else sorted(root.rglob("*"))):
+            if path.is_file() and path.name != ".gitignore":
+                found[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
 def make_project(destination: Path, **overrides) -> Path:
     """A fresh git + DVC project holding this checkout's tracked files (as they are in the working
     tree, uncommitted edits included) with tiny params, committed, and no pipeline outputs."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run
+from conftest import file_digests, run
 from pipeline_runs import served_env
 
 DATA_OUTPUTS = ("data/ingested", "data/split", "data/prepared", "data/augmented", "metrics/augment_preview.png")
@@ -23,13 +23,7 @@ DATA_OUTPUTS = ("data/ingested", "data/split", "data/prepared", "data/augmented"
 
 def digests(project: Path) -> dict[str, str]:
     """sha256 of every file of the deterministic stages' outputs, by relative path."""
-    found = {}
-    for name in DATA_OUTPUTS:
-        root = project / name
-        for path in ([root] if root.is_file() else sorted(root.rglob("*"))):
-            if path.is_file() and path.name != ".gitignore":
-                found[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
+    return file_digests(project, DATA_OUTPUTS)
 
 
 def test_npz_bytes_depend_on_the_arrays_only(tmp_path):

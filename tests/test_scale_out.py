@@ -4,7 +4,6 @@ and a DVC remote. Each test drives the real tool in a tiny project clone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sqlite3
@@ -17,18 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, make_project, project_env, run
+from conftest import REPO_ROOT, file_digests, make_project, project_env, run
 
-
-
-def file_digests(project: Path, names: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for name in names:
-        root = project / name
-        for path in ([root] if root.is_file() else sorted(root.rglob("*"))):
-            if path.is_file() and path.name != ".gitignore":
-                found[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
 
 
 # --- many experiments: dvc exp run --queue + dvc queue start -j 2 ----------------------------
