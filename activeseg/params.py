@@ -115,6 +115,7 @@ class SimulationParams:
     rounds: int = 4
     images_per_round: int = 4
     epochs_per_round: int = 4
+    steps_per_epoch: int = 0
     seeds: int = 3
     target_fraction: float = 0.95
 
@@ -275,6 +276,7 @@ def _check_ranges(params: Params, source: str) -> None:
     check(simulation.rounds >= 1, "simulation.rounds", "must be at least 1")
     check(simulation.images_per_round >= 1, "simulation.images_per_round", "must be at least 1")
     check(simulation.epochs_per_round >= 1, "simulation.epochs_per_round", "must be at least 1")
+    check(simulation.steps_per_epoch >= 0, "simulation.steps_per_epoch", "must be 0 (one pass) or more")
     check(simulation.seeds >= 1, "simulation.seeds", "must be at least 1")
     check(0.0 < simulation.target_fraction <= 1.0, "simulation.target_fraction", "must be in (0, 1]")
     check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")

@@ -8,8 +8,11 @@ model's pooled test Dice is one point of that strategy's learning curve. A model
 initial images plus the whole pool gives the reference (the full-pool Dice).
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
-:class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are, without augmentation, so the
-curves compare strategies and not augmentation luck. Round 0 does not depend on the strategy and
+:class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are,
+without augmentation, so the curves compare strategies and not augmentation luck. With
+``steps_per_epoch`` > 0 every round gets the same number of training steps, so a round with few
+labeled images is not also an undertrained model (with 0, an epoch is one pass over the labeled
+images and small rounds get few steps). Round 0 does not depend on the strategy and
 is trained once per seed. With S strategies, R rounds and N seeds that is ``N * (2 + S * R)``
 trainings: the reason the stage runs only when ``simulation.enabled`` is true.
 
@@ -75,9 +78,9 @@ class Trainer:
     """Trains "a fresh model" per round by resetting one compiled U-Net rather than building a new
     one: building and tracing a U-Net costs more than a short round's training on a CPU.
 
-    A fresh model for ``seed`` means the weights of a U-Net built right after seeding with
-    ``seed`` (kept once per seed), a zeroed optimizer, and training seeded with ``seed``. The
-    model, loss and metric are the train stage's; the best epoch by validation Dice is kept in
+    A fresh model for ``seed`` is the state of a U-Net built right after seeding with ``seed``
+    (kept once per seed; see :meth:`reset`), the optimizer as built (no moments, the starting
+    learning rate), and training seeded with ``seed``. The model, loss and metric are the train stage's; the best epoch by validation Dice is kept in
     memory (a checkpoint file per epoch, as the train stage writes, would dominate short rounds)."""
 
     def __init__(self, params: Params, data: SimulationData) -> None:
@@ -91,27 +94,55 @@ class Trainer:
         self.model = self._build()
         self.model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
                            loss=build_loss(params.train.loss), metrics=[keras_dice()])
-        self._initial_weights: dict[int, list] = {}
+        # The optimizer's state as built: its variables include the learning rate, so a reset
+        # must restore these values (zeroing them all would train with a learning rate of 0)
+        self.model.optimizer.build(self.model.trainable_variables)
+        self._initial_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
+        self._initial_variables: dict[int, list] = {}
         self._val = (data.transform.normalize(data.val.images), data.val.masks.astype(np.float32))
 
+    def reset(self, seed: int) -> None:
+        """Make the model the fresh model of ``seed``: weights, batch-norm statistics and dropout
+        seed states (all of ``model.variables``) of a U-Net built right after seeding, and the
+        optimizer as built."""
+        from activeseg.runtime import seed_everything
+
+        if seed not in self._initial_variables:
+            seed_everything(seed)
+            self._initial_variables[seed] = [variable.numpy() for variable in self._build().variables]
+        for variable, value in zip(self.model.variables, self._initial_variables[seed]):
+            variable.assign(value)
+        for variable, value in zip(self.model.optimizer.variables, self._initial_optimizer):
+            variable.assign(value)
+
     def fit(self, labeled: SplitArrays, seed: int):
-        """The model trained from its seed's initial weights on ``labeled``; returns the model."""
+        """The model trained from its seed's fresh state on ``labeled``; returns the model."""
         from activeseg.runtime import keras, seed_everything
 
-        if seed not in self._initial_weights:
-            seed_everything(seed)
-            self._initial_weights[seed] = self._build().get_weights()
+        self.reset(seed)
         seed_everything(seed)
-        self.model.set_weights(self._initial_weights[seed])
-        for variable in self.model.optimizer.variables:
-            variable.assign(np.zeros(variable.shape, variable.dtype))
-        epochs = self.params.simulation.epochs_per_round
+        epochs, steps = self.params.simulation.epochs_per_round, self.params.simulation.steps_per_epoch
         best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
                                                    restore_best_weights=True)
-        self.model.fit(self.data.transform.normalize(labeled.images), labeled.masks.astype(np.float32),
-                       validation_data=self._val, epochs=epochs, batch_size=self.params.train.batch_size,
-                       shuffle=True, callbacks=[best_epoch], verbose=0)
+        images, masks = self.data.transform.normalize(labeled.images), labeled.masks.astype(np.float32)
+        if steps:
+            self.model.fit(labeled_stream(images, masks, self.params.train.batch_size, seed), steps_per_epoch=steps,
+                           shuffle=False, validation_data=self._val, epochs=epochs, callbacks=[best_epoch],
+                           verbose=0)
+        else:
+            self.model.fit(images, masks, validation_data=self._val, epochs=epochs,
+                           batch_size=self.params.train.batch_size, shuffle=True, callbacks=[best_epoch], verbose=0)
         return self.model
+
+
+def labeled_stream(images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int):
+    """Endless batches of the labeled images, reshuffled each pass (seeded): for a fixed number of
+    steps per epoch whatever the number of labeled images."""
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices((images, masks))
+            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+            .repeat().batch(batch_size).prefetch(1))
 
 
 def simulate(params: Params, data: SimulationData,

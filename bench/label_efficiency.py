@@ -10,6 +10,8 @@ Data sets:
 - ``synthetic``: the built-in generator (activeseg.synthetic) at its default image size.
 - ``isbi``: ``../shared/datasets/isbi2012-em`` cut into 256x256 tiles (4 per 512x512 section);
   test and val are whole sections, so no tile of a test section is ever trained on.
+  ``--isbi-foreground membrane`` scores the membranes (22% of pixels) rather than the cell
+  interiors, whose Dice is 0.88 for a model that predicts foreground everywhere.
 
     python bench/label_efficiency.py synthetic --out bench/results/label_efficiency_synthetic
 """
@@ -54,7 +56,7 @@ def split_groups(groups: dict, test: int, val: int, initial: int, seed: int):
     return test_items, val_items, [rest[i] for i in order[:initial]], [rest[i] for i in order[initial:]]
 
 
-def load_dataset(name: str, count: int, seed: int):
+def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "interior"):
     if name == "synthetic":
         return {image_id: [(image_id, image, mask)] for image_id, image, mask in synthetic.generate(count, 96, 2, 6, seed)}
     folder = ROOT.parent / "shared" / "datasets" / "isbi2012-em"
@@ -62,6 +64,7 @@ def load_dataset(name: str, count: int, seed: int):
     for section in range(30):
         image = imageio.read_image(folder / "images" / f"{section}.png")
         mask = imageio.read_image(folder / "masks" / f"{section}.png")
+        mask = mask if isbi_foreground == "interior" else 255 - mask
         groups[section] = [(f"{section}_{row}_{col}", image[row:row + 256, col:col + 256], mask[row:row + 256, col:col + 256])
                            for row in (0, 256) for col in (0, 256)]
     return groups
@@ -72,6 +75,9 @@ def main() -> None:
     parser.add_argument("dataset", choices=["synthetic", "isbi"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--count", type=int, default=120, help="synthetic images generated")
+    parser.add_argument("--isbi-foreground", choices=["interior", "membrane"], default="interior",
+                        help="isbi: the class scored as foreground (the masks' 255 is cell interior, 78%% of "
+                             "pixels; membrane makes Dice measure the thin boundaries the task is about)")
     parser.add_argument("--test", type=int, default=20, help="test groups (synthetic images / ISBI sections)")
     parser.add_argument("--val", type=int, default=10, help="val groups")
     parser.add_argument("--initial", type=int, default=4, help="labeled images at round 0")
@@ -80,6 +86,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=0, help="training steps per epoch (0: one pass over the labeled images)")
+    parser.add_argument("--architecture", default="sm_unet", choices=["sm_unet", "unet_plain"])
+    parser.add_argument("--filters", type=int, default=16, help="unet_plain: first-level filters")
+    parser.add_argument("--channels", type=int, default=3, choices=[1, 3])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -87,19 +97,21 @@ def main() -> None:
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     params = parse_params({
-        "seed": 1, "preprocess": {"size": args.size},
-        "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs},
+        "seed": 1, "preprocess": {"size": args.size, "channels": args.channels},
+        "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs,
+                  "architecture": args.architecture, "plain_filters": args.filters},
         "query": {"mc_dropout_passes": args.passes, "reduction": "mean"},
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
-                       "images_per_round": args.per_round, "epochs_per_round": args.epochs, "seeds": args.seeds}})
-    groups = load_dataset(args.dataset, args.count, seed=0)
+                       "images_per_round": args.per_round, "epochs_per_round": args.epochs,
+                       "steps_per_epoch": args.steps, "seeds": args.seeds}})
+    groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
     pool = pool[: args.max_pool] if args.max_pool else pool
-    shape = Transform(args.size, 3, "unit", (0.0,), (1.0,))
+    shape = Transform(args.size, args.channels, "unit", (0.0,), (1.0,))
     data = SimulationData(shape, arrays(shape, initial), arrays(shape, pool), arrays(shape, val), arrays(shape, test))
     print(f"{args.dataset}: {len(initial)} initial, {len(pool)} pool, {len(val)} val, {len(test)} test images "
           f"at {args.size}px; strategies {strategies}; {args.rounds} rounds of {args.per_round}; "
-          f"{args.epochs} epochs; {args.seeds} seeds", flush=True)
+          f"{args.epochs} epochs of {args.steps or 'one pass of'} steps; {args.seeds} seeds", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -47,7 +47,8 @@ def main() -> None:
                                       experiment_id=experiment_id):
                     mlflow.log_params({"strategy": strategy, "seed": seed, "rounds": sim.rounds,
                                        "images_per_round": sim.images_per_round,
-                                       "epochs_per_round": sim.epochs_per_round})
+                                       "epochs_per_round": sim.epochs_per_round,
+                                       "steps_per_epoch": sim.steps_per_epoch})
                     for row in curve.itertuples():
                         mlflow.log_metric("test_dice", row.dice, step=int(row.labeled))
 

@@ -140,3 +140,37 @@ def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(tmp_path):
 
     shown = run(["dvc", "plots", "show", "--json"], project).stdout
     assert "simulated learning curves" in shown
+
+
+def test_each_round_trains_a_fresh_model_that_learns(tiny_params):
+    """Every fit starts from the seed's initial weights and the optimizer as built (its learning
+    rate included: a reset that zeroed the optimizer's variables trained with a rate of 0), and
+    with steps_per_epoch it takes that many steps whatever the number of labeled images."""
+    from activeseg import synthetic
+    from activeseg.preprocess import SplitArrays, Transform
+    from activeseg.simulation import SimulationData, Trainer
+
+    transform = Transform(32, 3, "unit", (0.0,), (1.0,))
+    items = list(synthetic.generate(8, 32, 2, 3, seed=0))
+
+    def arrays(chosen, has_mask=True):
+        return SplitArrays(np.array([items[i][0] for i in chosen]), np.stack([items[i][1] for i in chosen]),
+                           np.stack([items[i][2][..., None] // 255 for i in chosen]), np.full(len(chosen), has_mask))
+
+    data = SimulationData(transform, arrays([0, 1]), arrays([2, 3, 4]), arrays([5]), arrays([6, 7]))
+    params = tiny_params(train__architecture="unet_plain", train__plain_filters=4, train__batch_size=2,
+                         simulation__epochs_per_round=1, simulation__steps_per_epoch=3)
+    trainer = Trainer(params, data)
+    trainable = lambda model: [w.numpy().copy() for w in model.trainable_weights]  # noqa: E731
+    model = trainer.fit(data.labeled_with([]), seed=1)
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(params.train.learning_rate)
+    first = trainable(model)
+    trainer.reset(seed=1)
+    initial = trainable(trainer.model)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, initial)), "training changed no weight"
+    trainer.fit(data.labeled_with([0, 1, 2]), seed=1)     # continued training would start from `first`
+    assert int(model.optimizer.iterations.numpy()) == 3
+    again = trainer.fit(data.labeled_with([]), seed=1)
+    for a, b in zip(first, trainable(again)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
