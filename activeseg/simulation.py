@@ -38,7 +38,8 @@ from activeseg.metrics import pooled_scores
 from activeseg.params import Params
 from activeseg.preprocess import SplitArrays, Transform
 
-RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice"]
+# added_ids: the pool images whose masks the round revealed (space-separated), to see what each strategy picks
+RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice", "added_ids"]
 
 
 @dataclasses.dataclass
@@ -167,7 +168,8 @@ def simulate(params: Params, data: SimulationData,
             chosen: list[int] = []
             first_model.set_weights(first_weights)
             model, dice = first_model, first_dice
-            curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice}]
+            curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice,
+                      "added_ids": ""}]
             for round_number in range(1, sim.rounds + 1):
                 taken = set(chosen)
                 remaining = np.array([index for index in everything if index not in taken])
@@ -177,11 +179,13 @@ def simulate(params: Params, data: SimulationData,
                                     params.query.mc_dropout_passes, params.query.reduction,
                                     params.query.batch_size, seed * 1000 + round_number)
                 ranking = rank(remaining.astype(str), scored.scores, strategy)
-                chosen += [int(index) for index in ranking["id"][: sim.images_per_round]]
+                added = [int(index) for index in ranking["id"][: sim.images_per_round]]
+                chosen += added
                 model = trainer.fit(data.labeled_with(chosen), seed)
                 dice = dice_on_test(model, data, threshold)
                 curve.append({"strategy": strategy, "seed": seed, "round": round_number,
-                              "labeled": len(data.train) + len(chosen), "dice": dice})
+                              "labeled": len(data.train) + len(chosen), "dice": dice,
+                              "added_ids": " ".join(str(data.pool.ids[index]) for index in added)})
                 print(f"simulation: {strategy} seed {seed} round {round_number}/{sim.rounds}: "
                       f"{curve[-1]['labeled']} labeled, test Dice {dice:.4f}")
             rows += curve

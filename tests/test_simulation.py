@@ -120,6 +120,12 @@ def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(tmp_path):
     assert ((runs["dice"] >= 0) & (runs["dice"] <= 1)).all()
     round_zero = runs[runs["round"] == 0]["dice"]
     assert round_zero.nunique() == 1                      # round 0 is shared by the strategies
+    pool_ids = set(split.loc[split["split"] == "pool", "id"])
+    for _, curve in runs.sort_values("round").groupby("strategy"):
+        added = [str(ids).split() if isinstance(ids, str) else [] for ids in curve["added_ids"]]
+        assert [len(ids) for ids in added] == [0, 2, 2]   # K images revealed per round, none at round 0
+        revealed = added[1] + added[2]
+        assert set(revealed) <= pool_ids and len(set(revealed)) == 4   # pool images, never twice
     summary = json.loads((project / "metrics" / "simulation.json").read_text())
     assert summary["enabled"] is True and set(summary["strategies"]) == {"mc_dropout", "random"}
     assert 0 <= summary["full_pool_dice"] <= 1
