@@ -20,12 +20,21 @@ Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p
 Reduction of pixel scores to one score per image: ``mean`` over all pixels, or
 ``foreground_border``: mean over the predicted foreground (``p > 0.5``) dilated by 2 pixels
 (a 5x5 square), so large empty backgrounds do not dilute the score (0 when nothing is predicted).
+
+Picking the K images to annotate (:func:`pick`): the top K by score, or, with
+``candidates_per_pick`` C > 1, the top C*K grouped into K clusters by k-means on an embedding of
+each image (mean and standard deviation over pixels of the features the dropout layer receives)
+and the best-scored image of each cluster. Top-K alone tends to take K near-duplicates (the same
+kind of hard image) in one round; clustering the candidates is the diverse mini-batch of
+Zhdanov 2019 (arXiv 1901.05954), close to the representativeness step of Yang et al. 2017's
+suggestive annotation. ``random`` is never clustered: it is the baseline.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import weakref
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -93,7 +102,9 @@ def _split_model(model):
 
 
 def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, description: str = "score pool"):
-    """Yield ``(start, samples)`` per batch, ``samples`` being ``(T, B, H, W)`` probabilities.
+    """Yield ``(start, samples, embeddings)`` per batch, ``samples`` being ``(T, B, H, W)``
+    probabilities and ``embeddings`` ``(B, 2F)``: the mean and standard deviation over pixels of
+    the F feature channels the dropout layer receives (what :func:`pick` clusters).
 
     ``passes=1`` gives the plain prediction (dropout off). Both halves run as compiled graphs
     (``predict_on_batch`` and a ``tf.function``), as ``predict`` does; run eagerly, op by op, they
@@ -103,19 +114,23 @@ def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, descript
     feature_model, head = _split_model(model)
     starts = range(0, len(images), batch_size)
     for start in progress(starts, f"{description} ({batch_size} images a step)"):
-        features = tf.constant(feature_model.predict_on_batch(images[start:start + batch_size]))
+        features = feature_model.predict_on_batch(images[start:start + batch_size])
+        embeddings = np.concatenate([features.mean(axis=(1, 2)), features.std(axis=(1, 2))], axis=1)
+        features = tf.constant(features)
         samples = np.stack([head(features, passes > 1).numpy()[..., 0] for _ in range(passes)])
-        yield start, samples
+        yield start, samples, embeddings
 
 
 @dataclasses.dataclass
 class PoolScores:
     """What scoring the pool gives: one score per image, and per pixel the strategy's score map
-    and the mean foreground probability (what the exported polygons are drawn from)."""
+    and the mean foreground probability (what the exported polygons are drawn from), and per image
+    the feature embedding :func:`pick` clusters (None: no clustering possible)."""
 
     scores: np.ndarray
     maps: np.ndarray
     probabilities: np.ndarray
+    embeddings: Optional[np.ndarray] = None
 
 
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
@@ -127,15 +142,20 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     image_scores = np.zeros(len(images))
     maps = np.zeros(images.shape[:3], np.float32)
     probabilities = np.zeros(images.shape[:3], np.float32)
-    for start, samples in mc_samples(model, images, 1 if strategy == "random" else passes, batch_size):
+    embeddings = None
+    for start, samples, batch_embeddings in mc_samples(model, images, 1 if strategy == "random" else passes,
+                                                       batch_size):
         scores = pixel_scores(strategy, samples)
         mean = samples.mean(axis=0)
         image_scores[start:start + len(scores)] = reduce_scores(scores, mean, reduction)
         maps[start:start + len(scores)] = scores
         probabilities[start:start + len(scores)] = mean
+        if embeddings is None:
+            embeddings = np.zeros((len(images), batch_embeddings.shape[1]), np.float32)
+        embeddings[start:start + len(scores)] = batch_embeddings
     if strategy == "random":
         image_scores = np.random.default_rng(seed).random(len(images))
-    return PoolScores(image_scores, maps, probabilities)
+    return PoolScores(image_scores, maps, probabilities, embeddings)
 
 
 def rank(ids: np.ndarray, scores: np.ndarray, strategy: str):
@@ -147,3 +167,31 @@ def rank(ids: np.ndarray, scores: np.ndarray, strategy: str):
     table = table.sort_values(["score", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     table.insert(2, "rank", np.arange(1, len(table) + 1))
     return table
+
+
+def pick(ranking, ids: np.ndarray, embeddings: Optional[np.ndarray], count: int, candidates_per_pick: int,
+         seed: int) -> list[str]:
+    """The ``count`` ids to annotate, best first: the top of ``ranking`` (from :func:`rank`), or
+    with ``candidates_per_pick`` > 1 the best-ranked image of each of ``count`` k-means clusters
+    of the top ``count * candidates_per_pick`` (``embeddings`` row i belongs to ``ids[i]``; the
+    clustering is seeded with ``seed``)."""
+    ranked = ranking["id"].astype(str).tolist()
+    candidates = ranked[: count * max(candidates_per_pick, 1)]
+    if (candidates_per_pick <= 1 or count <= 1 or len(candidates) <= count or embeddings is None
+            or ranking["strategy"].iloc[0] == "random"):
+        return ranked[:count]
+    row = {image_id: index for index, image_id in enumerate(np.asarray(ids).astype(str))}
+    features = embeddings[[row[image_id] for image_id in candidates]].astype(np.float32)
+    # standardised, so that no feature channel dominates the distances by its scale alone
+    features = (features - features.mean(axis=0)) / np.maximum(features.std(axis=0), 1e-6)
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 100, 1e-4)
+    _, clusters, _ = cv2.kmeans(features, count, None, criteria, 5, cv2.KMEANS_PP_CENTERS)
+    chosen, seen = [], set()
+    for image_id, cluster in zip(candidates, clusters.ravel()):   # candidates are best first
+        if cluster not in seen:
+            seen.add(cluster)
+            chosen.append(image_id)
+    # k-means can leave a cluster empty (identical embeddings): fill up with the best of the rest
+    chosen += [image_id for image_id in candidates if image_id not in chosen][: count - len(chosen)]
+    return [image_id for image_id in ranked if image_id in set(chosen)]

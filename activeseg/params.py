@@ -104,6 +104,7 @@ class QueryParams:
     mc_dropout_passes: int = 8
     reduction: str = "mean"
     top_k: int = 5
+    candidates_per_pick: int = 1
     batch_size: int = 16
     label: str = "foreground"
 
@@ -266,6 +267,7 @@ def _check_ranges(params: Params, source: str) -> None:
     check(query.reduction in REDUCTIONS, "query.reduction", f"must be one of {', '.join(REDUCTIONS)}")
     check(query.mc_dropout_passes >= 2, "query.mc_dropout_passes", "must be at least 2")
     check(query.top_k >= 1, "query.top_k", "must be at least 1")
+    check(query.candidates_per_pick >= 1, "query.candidates_per_pick", "must be at least 1 (1: plain top-K)")
     check(query.batch_size >= 1, "query.batch_size", "must be at least 1")
     check(bool(query.label.strip()) and query.label != "__ignore__", "query.label",
           "must be a non-empty Labelme label other than __ignore__")

@@ -2,9 +2,10 @@
 
 With ``split.simulate`` the pool holds images whose masks the split hid (``has_mask``). For each
 seed, a model is trained on the initial labeled images (round 0); then, for each strategy, every
-round scores the remaining pool with the last round's model, reveals the masks of the top K
-images, and trains a fresh model on everything labeled so far, up to ``rounds`` rounds. Each
-model's pooled test Dice is one point of that strategy's learning curve. A model trained on the
+round scores the remaining pool with the last round's model, reveals the masks of the K images
+:func:`activeseg.acquisition.pick` takes (the top K, or with ``query.candidates_per_pick`` the
+best of K clusters of candidates), and trains a fresh model on everything labeled so far, up to
+``rounds`` rounds. Each model's pooled test Dice is one point of that strategy's learning curve. A model trained on the
 initial images plus the whole pool gives the reference (the full-pool Dice).
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
@@ -31,7 +32,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from activeseg.acquisition import rank, score_pool
+from activeseg.acquisition import pick, rank, score_pool
 from activeseg.errors import ActivesegError
 from activeseg.evaluation import predict_probabilities
 from activeseg.metrics import pooled_scores
@@ -179,7 +180,9 @@ def simulate(params: Params, data: SimulationData,
                                     params.query.mc_dropout_passes, params.query.reduction,
                                     params.query.batch_size, seed * 1000 + round_number)
                 ranking = rank(remaining.astype(str), scored.scores, strategy)
-                added = [int(index) for index in ranking["id"][: sim.images_per_round]]
+                added = [int(index) for index in pick(ranking, remaining.astype(str), scored.embeddings,
+                                                      sim.images_per_round, params.query.candidates_per_pick,
+                                                      seed * 1000 + round_number)]
                 chosen += added
                 model = trainer.fit(data.labeled_with(chosen), seed)
                 dice = dice_on_test(model, data, threshold)

@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--passes", type=int, default=8)
     parser.add_argument("--reduction", default="mean", choices=["mean", "foreground_border"])
+    parser.add_argument("--candidates-per-pick", type=int, default=1, help="query.candidates_per_pick (1: top-K)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-pool", type=int, default=0, help="cap on the pool size (0: no cap), to bound the cost")
     args = parser.parse_args()
@@ -101,7 +102,8 @@ def main() -> None:
         "seed": 1, "preprocess": {"size": args.size, "channels": args.channels},
         "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs,
                   "architecture": args.architecture, "plain_filters": args.filters},
-        "query": {"mc_dropout_passes": args.passes, "reduction": args.reduction},
+        "query": {"mc_dropout_passes": args.passes, "reduction": args.reduction,
+                  "candidates_per_pick": args.candidates_per_pick},
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
                        "images_per_round": args.per_round, "epochs_per_round": args.epochs,
                        "steps_per_epoch": args.steps, "seeds": args.seeds}})

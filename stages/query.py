@@ -1,9 +1,9 @@
-"""DVC stage query: score the unlabeled pool, rank it, export the top-K images for annotation."""
+"""DVC stage query: score the unlabeled pool, rank it, export the K images picked for annotation."""
 
 import argparse
 from pathlib import Path
 
-from activeseg.acquisition import rank, score_pool
+from activeseg.acquisition import pick, rank, score_pool
 from activeseg.annotation import export_for_annotation
 from activeseg.errors import run_main
 from activeseg.model import load_model
@@ -32,7 +32,7 @@ def main() -> None:
     scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
                         query.mc_dropout_passes, query.reduction, query.batch_size, params.seed)
     ranking = rank(pool.ids, scored.scores, query.strategy)
-    chosen = ranking["id"][: query.top_k].tolist()
+    chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
     with atomic_path(args.out, directory=True) as staging:
         write_csv(staging / "ranking.csv", ranking)
         export_for_annotation(staging, chosen, pool.ids, scored, args.ingested, query.strategy,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from activeseg.acquisition import SCORE_MAXIMUM, binary_entropy, pixel_scores, rank, reduce_scores
+from activeseg.acquisition import SCORE_MAXIMUM, binary_entropy, pick, pixel_scores, rank, reduce_scores
 
 # Two passes over one image of three pixels: p_t = (0.2, 0.6), (0.5, 0.5) and (0, 1).
 SAMPLES = np.array([[[[0.2, 0.5, 0.0]]], [[[0.6, 0.5, 1.0]]]])  # (T=2, N=1, H=1, W=3)
@@ -86,6 +86,35 @@ def test_rank_orders_by_score_then_id_and_numbers_from_one():
     assert set(table["strategy"]) == {"entropy"}
 
 
+# Six candidates in two tight groups far apart: (a, b, c) near 0, (d, e, f) near 10; scores rank
+# them a > b > c > d > e > f.
+PICK_IDS = np.array(["f", "e", "d", "c", "b", "a"])
+PICK_EMBEDDINGS = np.array([[10.2, 10.0], [10.1, 9.9], [10.0, 10.1], [0.2, 0.0], [0.1, 0.1], [0.0, 0.2]])
+PICK_RANKING = rank(PICK_IDS, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), "mc_dropout")
+
+
+def test_pick_with_one_candidate_per_pick_is_the_top_k():
+    assert pick(PICK_RANKING, PICK_IDS, PICK_EMBEDDINGS, 2, 1, seed=0) == ["a", "b"]
+
+
+def test_pick_with_candidates_takes_the_best_of_each_cluster():
+    # top 3 x 2 = all six; two clusters: the best of (a, b, c) and the best of (d, e, f)
+    assert pick(PICK_RANKING, PICK_IDS, PICK_EMBEDDINGS, 2, 3, seed=0) == ["a", "d"]
+    # only the top 2 x 2 = (a, b, c, d) are candidates: a and d again, whatever the seed
+    assert pick(PICK_RANKING, PICK_IDS, PICK_EMBEDDINGS, 2, 2, seed=5) == ["a", "d"]
+
+
+def test_pick_gives_k_distinct_candidates_best_first_even_for_identical_embeddings():
+    chosen = pick(PICK_RANKING, PICK_IDS, np.zeros((6, 2)), 3, 2, seed=0)
+    assert len(set(chosen)) == 3 and chosen[0] == "a"    # the best candidate always heads its cluster
+    assert chosen == sorted(chosen)                       # in rank order (ids are alphabetical here)
+
+
+def test_pick_never_clusters_random():
+    ranking = rank(PICK_IDS, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), "random")
+    assert pick(ranking, PICK_IDS, PICK_EMBEDDINGS, 2, 3, seed=0) == ["a", "b"]
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     from activeseg.model import build_unet
@@ -105,16 +134,16 @@ def test_one_pass_without_dropout_is_the_plain_prediction(tiny_model, pool_image
     from activeseg.acquisition import mc_samples
 
     batches = list(mc_samples(tiny_model, pool_images, passes=1, batch_size=2))
-    assert [start for start, _ in batches] == [0, 2, 4]
+    assert [start for start, _, _ in batches] == [0, 2, 4]
     plain = tiny_model.predict(pool_images, verbose=0)[..., 0]
-    stacked = np.concatenate([samples[0] for _, samples in batches])
+    stacked = np.concatenate([samples[0] for _, samples, _ in batches])
     np.testing.assert_allclose(stacked, plain, atol=1e-5)
 
 
 def test_mc_passes_differ_and_their_mean_is_near_the_plain_prediction(tiny_model, pool_images):
     from activeseg.acquisition import mc_samples
 
-    (_, samples), = list(mc_samples(tiny_model, pool_images, passes=16, batch_size=8))
+    (_, samples, _), = list(mc_samples(tiny_model, pool_images, passes=16, batch_size=8))
     assert samples.shape == (16, 5, 32, 32)
     assert samples.std(axis=0).mean() > 1e-4                # dropout is on: the passes disagree
     plain = tiny_model.predict(pool_images, verbose=0)[..., 0]
@@ -129,6 +158,7 @@ def test_score_pool_gives_a_score_map_and_probability_per_image(tiny_model, pool
     assert result.scores.shape == (5,) and result.maps.shape == result.probabilities.shape == (5, 32, 32)
     assert np.isfinite(result.scores).all()
     assert ((result.probabilities >= 0) & (result.probabilities <= 1)).all()
+    assert result.embeddings.shape[0] == 5 and np.isfinite(result.embeddings).all()
     if strategy != "random":   # the image score is the mean of its map
         np.testing.assert_allclose(result.scores, result.maps.reshape(5, -1).mean(axis=1), rtol=1e-5)
 
