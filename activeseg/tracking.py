@@ -183,7 +183,13 @@ def mlflow_callbacks(mlflow) -> list:
         return []
     import mlflow.keras
 
-    return [mlflow.keras.MlflowCallback(log_every_epoch=True)]
+    class EpochMetrics(mlflow.keras.MlflowCallback):
+        # MLflow's callback also logs each validation pass as validation_<metric>; during fit those
+        # are the epoch's val_<metric> again, so every curve would appear twice in the UI
+        def on_test_end(self, logs=None):
+            pass
+
+    return [EpochMetrics(log_every_epoch=True)]
 
 
 def log_keras_model(mlflow, model_path: str | Path) -> None:

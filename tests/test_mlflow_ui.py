@@ -57,6 +57,7 @@ def test_each_experiment_is_one_mlflow_run_with_params_tags_metrics_and_artifact
         assert {"test_dice", "test_mean_dice", "test_trivial_dice", "train_best_val_dice",
                 "query_pool_size"} <= set(data.metrics)
         assert len(client.get_metric_history(run_id, "val_dice")) == epochs  # per-epoch curve
+        assert "validation_dice" not in data.metrics                           # ... and only once
         evaluation = {item.path for item in client.list_artifacts(run_id, "evaluation")}
         assert {"evaluation/threshold_curve.png", "evaluation/per_image.csv", "evaluation/overlays"} <= evaluation
         assert runs[name].info.artifact_uri.startswith((project / "mlartifacts").as_uri())
