@@ -12,6 +12,9 @@ Data sets:
   test and val are whole sections, so no tile of a test section is ever trained on.
   ``--isbi-foreground membrane`` scores the membranes (22% of pixels) rather than the cell
   interiors, whose Dice is 0.88 for a model that predicts foreground everywhere.
+- ``synthetic --pool-empty N``: the synthetic split with N object-free images added to the pool
+  only. Not a bar data set: a check that uncertainty sampling finds what random wastes labels on
+  when the pool has it to find.
 
     python bench/label_efficiency.py synthetic --out bench/results/label_efficiency_synthetic
 """
@@ -96,6 +99,9 @@ def main() -> None:
     parser.add_argument("--candidates-per-pick", type=int, default=1, help="query.candidates_per_pick (1: top-K)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-pool", type=int, default=0, help="cap on the pool size (0: no cap), to bound the cost")
+    parser.add_argument("--pool-empty", type=int, default=0,
+                        help="synthetic: add this many object-free images to the pool only (test and val keep the "
+                             "default mix): a pool padded with uninformative fields, as in sparse microscopy")
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     params = parse_params({
@@ -110,6 +116,9 @@ def main() -> None:
     groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
     pool = pool[: args.max_pool] if args.max_pool else pool
+    if args.pool_empty:
+        pool += [(f"empty_{index:04d}", image, mask)
+                 for index, (_, image, mask) in enumerate(synthetic.generate(args.pool_empty, 96, 0, 0, seed=1))]
     shape = Transform(args.size, args.channels, "unit", (0.0,), (1.0,))
     data = SimulationData(shape, arrays(shape, initial), arrays(shape, pool), arrays(shape, val), arrays(shape, test))
     print(f"{args.dataset}: {len(initial)} initial, {len(pool)} pool, {len(val)} val, {len(test)} test images "

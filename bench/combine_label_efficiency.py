@@ -1,0 +1,82 @@
+"""Combine label-efficiency runs made separately (e.g. one strategy per process, side by side)
+into one table, summary and set of figures, as if one run had compared all their strategies.
+
+Valid only for runs of the same data set and settings and the same seeds: the full-pool models
+and each seed's round 0 are then the same (the simulation is deterministic), which is checked.
+
+    python bench/combine_label_efficiency.py --out bench/results/label_efficiency_synthetic \\
+        /tmp/runs/mc_dropout_random /tmp/runs/entropy /tmp/runs/bald
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from activeseg.outputs import write_csv, write_json  # noqa: E402
+from activeseg.params import SimulationParams  # noqa: E402
+from activeseg.simulation import learning_curves, summarize, write_figures  # noqa: E402
+
+# arguments that may differ between the runs combined
+FREE_ARGUMENTS = {"out", "strategies", "rounds"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="--out folders of bench/label_efficiency.py")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    folders = [Path(folder) for folder in args.runs]
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
+    arguments = [summary["benchmark"]["arguments"] for summary in summaries]
+    # keys all runs have: a run made before an argument existed ran with its default
+    shared = set.intersection(*(set(run_arguments) for run_arguments in arguments)) - FREE_ARGUMENTS
+    settings = [{key: run_arguments[key] for key in shared} for run_arguments in arguments]
+    if any(setting != settings[0] for setting in settings):
+        sys.exit(f"error: {', '.join(map(str, folders))}: the runs differ in settings other than "
+                 f"{', '.join(sorted(FREE_ARGUMENTS))}; combine only runs of the same data set and settings")
+    references = [pd.read_csv(folder / "full_pool.csv") for folder in folders]
+    runs = [pd.read_csv(folder / "runs.csv", keep_default_na=False) for folder in folders]
+    first_rounds = [table[table["round"] == 0].groupby("seed")["dice"].first() for table in runs]
+    if not all(np.allclose(table["dice"], references[0]["dice"]) for table in references) or \
+            not all(np.allclose(rounds, first_rounds[0]) for rounds in first_rounds):
+        sys.exit("error: the runs' full-pool or round-0 Dice differ, so they are not the same simulation; "
+                 "rerun them with the same code and settings")
+    strategies = list(dict.fromkeys(strategy for table in runs for strategy in table["strategy"]))
+    combined = pd.concat(runs).drop_duplicates(["strategy", "seed", "round"]).reset_index(drop=True)
+    # the label-efficiency bench leaves target_fraction at its default
+    target_fraction = SimulationParams().target_fraction
+    summary = summarize(combined, references[0], strategies, target_fraction)
+    # areas under curves are comparable only over the same range: the labels every strategy reached
+    common = int(combined.groupby("strategy")["labeled"].max().min())
+    common_range = summarize(combined[combined["labeled"] <= common], references[0], strategies, target_fraction)
+    for strategy, values in summary["strategies"].items():
+        values["aulc"], values["aulc_std"] = (common_range["strategies"][strategy][key] for key in ("aulc", "aulc_std"))
+    summary["aulc_labeled_range"] = [int(combined["labeled"].min()), common]
+    uncertainty = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
+    best = min(uncertainty, key=lambda s: uncertainty[s]["labels_to_target"]) if uncertainty else None
+    summary["benchmark"] = {"dataset": summaries[0]["benchmark"]["dataset"], "combined_from": [str(f) for f in folders],
+                            "arguments": arguments,
+                            "best_uncertainty_strategy": best,
+                            "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "runs.csv", combined)
+    write_csv(out / "full_pool.csv", references[0])
+    write_csv(out / "learning_curves.csv", learning_curves(combined, strategies))
+    write_figures(out, combined, summary, strategies)
+    write_json(out / "summary.json", summary)
+    print(json.dumps({s: {k: v[k] for k in ("labels_to_target", "labels_ratio_to_random", "aulc")}
+                      for s, v in summary["strategies"].items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
