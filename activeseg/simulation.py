@@ -5,8 +5,9 @@ seed, a model is trained on the initial labeled images (round 0); then, for each
 round scores the remaining pool with the last round's model, reveals the masks of the K images
 :func:`activeseg.acquisition.pick` takes (the top K, or with ``query.candidates_per_pick`` the
 best of K clusters of candidates), and trains a fresh model on everything labeled so far, up to
-``rounds`` rounds. Each model's pooled test Dice is one point of that strategy's learning curve. A model trained on the
-initial images plus the whole pool gives the reference (the full-pool Dice).
+``rounds`` rounds. Each model's pooled test Dice is one point of that strategy's learning curve.
+A model trained on the initial images plus the whole pool gives the reference (the full-pool
+Dice).
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
 :class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are,
