@@ -20,10 +20,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from activeseg.outputs import write_csv, write_json  # noqa: E402
 from activeseg.params import SimulationParams  # noqa: E402
 from activeseg.simulation import learning_curves, summarize, write_figures  # noqa: E402
+from label_efficiency import best_uncertainty  # noqa: E402
 
 # arguments that may differ between the runs combined
 FREE_ARGUMENTS = {"out", "strategies", "rounds"}
@@ -61,12 +63,8 @@ def main() -> None:
     for strategy, values in summary["strategies"].items():
         values["aulc"], values["aulc_std"] = (common_range["strategies"][strategy][key] for key in ("aulc", "aulc_std"))
     summary["aulc_labeled_range"] = [int(combined["labeled"].min()), common]
-    uncertainty = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
-    best = min(uncertainty, key=lambda s: uncertainty[s]["labels_to_target"]) if uncertainty else None
     summary["benchmark"] = {"dataset": summaries[0]["benchmark"]["dataset"], "combined_from": [str(f) for f in folders],
-                            "arguments": arguments,
-                            "best_uncertainty_strategy": best,
-                            "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
+                            "arguments": arguments, **best_uncertainty(summary)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "runs.csv", combined)

@@ -73,6 +73,15 @@ def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "inter
     return groups
 
 
+def best_uncertainty(summary: dict) -> dict:
+    """The figure of merit: the uncertainty strategy that reaches the target with the fewest
+    labels, and its ratio to random's (both None when none reaches it)."""
+    reached = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
+    best = min(reached, key=lambda s: reached[s]["labels_to_target"]) if reached else None
+    return {"best_uncertainty_strategy": best,
+            "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=["synthetic", "isbi"])
@@ -135,11 +144,8 @@ def main() -> None:
 
     runs, references = simulate(params, data, on_run=keep)
     summary = summarize(runs, references, strategies, params.simulation.target_fraction)
-    uncertainty = {s: v for s, v in summary["strategies"].items() if s != "random" and v["labels_to_target"]}
-    best = min(uncertainty, key=lambda s: uncertainty[s]["labels_to_target"]) if uncertainty else None
     summary["benchmark"] = {"dataset": args.dataset, "arguments": vars(args), "seconds": round(time.time() - started),
-                            "best_uncertainty_strategy": best,
-                            "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
+                            **best_uncertainty(summary)}
     write_csv(out / "runs.csv", runs.round(6))
     write_csv(out / "full_pool.csv", references.round(6))
     write_csv(out / "learning_curves.csv", learning_curves(runs, strategies))

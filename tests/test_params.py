@@ -24,6 +24,8 @@ def test_project_params_are_valid():
     ("split.simulate", "yes", "`split.simulate` must be true or false"),
     ("train.learning_rate", "fast", "`train.learning_rate` must be a number"),
     ("query.strategy", "psychic", "`query.strategy` must be one of"),
+    ("query.candidates_per_pick", 0, "`query.candidates_per_pick` must be at least 1"),
+    ("simulation.steps_per_epoch", -1, "`simulation.steps_per_epoch` must be 0 (one pass) or more"),
 ])
 def test_bad_values_are_named(key, value, message):
     raw = tiny_params_dict(**{key.replace(".", "__"): value})
