@@ -97,8 +97,8 @@ def parse_mask_rule(rule: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def binarize_mask(mask: np.ndarray, path: str, rule: str = "nonzero") -> tuple[np.ndarray, bool]:
-    """A stored mask (8/16-bit, gray or gray-as-RGB) to 0/255 by ``rule``; returns the mask and
-    whether it was not already strictly 0/255."""
+    """A stored mask (8/16-bit, gray or RGB) to 0/255 by ``rule``; returns the mask and whether it
+    was not already strictly 0/255. A colour mask is foreground where the rule holds on any channel."""
     if mask.dtype == bool:
         mask = mask.astype(np.uint8) * 255
     if mask.dtype not in (np.uint8, np.uint16):
@@ -108,7 +108,7 @@ def binarize_mask(mask: np.ndarray, path: str, rule: str = "nonzero") -> tuple[n
         mask = mask[..., :-1]  # alpha
     if mask.ndim == 3:
         if not all(np.array_equal(mask[..., 0], mask[..., channel]) for channel in range(1, mask.shape[2])):
-            raise ActivesegError(f"{path}: mask has colour; save masks as single-channel images (0 = background)")
+            return np.where(parse_mask_rule(rule)(mask).any(axis=2), 255, 0).astype(np.uint8), True
         mask = mask[..., 0]
     if mask.ndim != 2:
         raise ActivesegError(f"{path}: mask has shape {mask.shape}; save masks as single-channel 2-D images")

@@ -97,12 +97,6 @@ def size_mismatch(raw: Path) -> str:
     return "masks/a.png"
 
 
-def colour_mask(raw: Path) -> str:
-    write_image(raw / "images" / "a.png", image())
-    write_image(raw / "masks" / "a.png", image(seed=1))
-    return "masks/a.png"
-
-
 def empty_images_folder(raw: Path) -> str:
     (raw / "images").mkdir()
     (raw / "images" / "notes.txt").write_text("not an image")
@@ -151,7 +145,7 @@ def unreadable_pixel_type(raw: Path) -> str:
     return "images/a.tif"
 
 
-DATA_CASES = [mask_without_image, corrupt_image, corrupt_mask, size_mismatch, colour_mask, empty_images_folder,
+DATA_CASES = [mask_without_image, corrupt_image, corrupt_mask, size_mismatch, empty_images_folder,
               duplicate_ids, unreadable_pixel_type, labelme_path_escaping_its_folder, labelme_absolute_path,
               labelme_image_missing, labelme_not_json]
 
