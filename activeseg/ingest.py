@@ -3,25 +3,32 @@
 Readers (``ingest.formats``), all below ``ingest.raw_dir``:
 
 - ``folders``: ``images/<stem>.*`` with optional ``masks/<stem>.*`` (PNG, JPG, TIFF, BMP; 8- or
-  16-bit; gray or RGB). Images without a mask are unlabeled (the active-learning pool).
+  16-bit; gray or RGB). Images without a mask are unlabeled (the active-learning pool). With
+  ``split.predefined: folders`` also ``train/``, ``val/`` and ``test/`` below raw_dir, each read
+  like raw_dir itself (see :mod:`activeseg.predefined`).
 - ``tiff_stacks``: multi-page TIFF pairs listed in ``ingest.tiff_stacks``, page i of the images
   ↔ page i of the labels; ids ``<images stem>_<page:04d>``.
-- ``labelme``: every ``*.json`` below raw_dir (see :mod:`activeseg.labelme`). Its id is the JSON's
-  stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated query exports come
-  back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
+- ``labelme``: every ``*.json`` below raw_dir but in ``masks/`` (see :mod:`activeseg.labelme`). Its
+  id is the JSON's stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated
+  query exports come back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
 
 Masks that are not strictly 0/255 are binarised by ``ingest.mask_rule`` (on the stored values, so
-16-bit label images work); ingest reports how many. Canonical form (a DVC output directory)::
+16-bit label images work; a colour mask is foreground where the rule holds on any channel, so a
+red outline on black or a palette saved as RGB works); ingest reports how many. Canonical form
+(a DVC output directory)::
 
     images/<id>.png   uint8 gray or RGB, original size
     masks/<id>.png    uint8 0/255, same size as its image (absent for unlabeled images)
     ignore/<id>.png   uint8 0/255 Labelme ``__ignore__`` regions (only where an image has some)
     manifest.csv      one row per image: id, source (relative to raw_dir), height, width, channels,
-                      labeled, foreground_fraction, ignore_fraction, queried, checksum
+                      labeled, foreground_fraction, ignore_fraction, queried, checksum,
+                      predefined_split ('' or the data set's own train / val / test)
 
 ``queried`` is true for Labelme files flagged ``activeseg_queried`` (exported by the query stage),
 which the split always puts in train. A missing or empty raw_dir gives the built-in synthetic set.
-Warnings (all-background masks, unused files, …) are summarised at the end, not buried.
+Hidden files and folders (``.ipynb_checkpoints``, ``.git``: copies and tool state) are never read.
+Warnings (all-background masks, files no reader used and hidden ones anywhere below raw_dir, …) are
+summarised at the end, not buried.
 """
 
 from __future__ import annotations
@@ -38,16 +45,21 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from activeseg import imageio, labelme, synthetic
+from activeseg import imageio, labelme, predefined, synthetic
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_csv
 from activeseg.params import IngestParams
 from activeseg.progress import progress
 
 MANIFEST_COLUMNS = ["id", "source", "height", "width", "channels", "labeled",
-                    "foreground_fraction", "ignore_fraction", "queried", "checksum"]
+                    "foreground_fraction", "ignore_fraction", "queried", "checksum", "predefined_split"]
 DEFAULT_RAW_DIR = "data/raw"
 IGNORED_NAMES = {".gitkeep", ".gitignore", ".DS_Store", "Thumbs.db", "README.md", "README.txt"}
+# Hidden folders are tool state or copies (.git, .ipynb_checkpoints holds stale copies of edited
+# files), so no reader reads them; they are named in a warning rather than skipped in silence.
+HIDDEN_WARNING = "hidden folders and files skipped (names starting with '.'; rename one to use it)"
+UNUSED_WARNING = ("files no reader used (images go in images/, masks in masks/, Labelme JSON anywhere "
+                  "but masks/; see README 'Your own data')")
 
 
 @dataclasses.dataclass
@@ -65,6 +77,7 @@ class Example:
     load_ignore: Optional[Callable[[], np.ndarray]] = None
     queried: bool = False
     mask_source: Optional[str] = None  # the mask's own file, where it has one (named in errors)
+    predefined_split: str = ""  # the data set's own split (split.predefined), '' outside it
 
 
 class Warnings:
@@ -125,9 +138,11 @@ def _relative(path: Path, raw_dir: Path) -> str:
         return path.as_posix()
 
 
-def folder_pairs(raw_dir: Path) -> list[Example]:
-    """``images/<stem>.*`` with optional ``masks/<stem>.*``; images without a mask are unlabeled."""
-    images_dir, masks_dir = raw_dir / "images", raw_dir / "masks"
+def folder_pairs(folder: Path, raw_dir: Optional[Path] = None) -> list[Example]:
+    """``images/<stem>.*`` with optional ``masks/<stem>.*`` below ``folder`` (raw_dir or one of its
+    predefined split folders; sources stay relative to raw_dir); images without a mask are unlabeled."""
+    raw_dir = raw_dir or folder
+    images_dir, masks_dir = folder / "images", folder / "masks"
     if not images_dir.is_dir():
         if masks_dir.is_dir():
             raise ActivesegError(f"{masks_dir}: masks without an images/ folder beside them; "
@@ -139,7 +154,7 @@ def folder_pairs(raw_dir: Path) -> list[Example]:
         if not folder.is_dir():
             return found
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() not in imageio.IMAGE_SUFFIXES:
+            if path.suffix.lower() not in imageio.IMAGE_SUFFIXES or path.name.startswith("."):
                 continue
             if path.stem in found:
                 raise ActivesegError(f"{path}: two files share the id '{path.stem}' (also {found[path.stem].name}); "
@@ -258,13 +273,16 @@ class _LabelmeExample:
 
 
 def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
-                  warnings: Warnings, used_images: set[Path]) -> list[Example]:
-    """Every ``*.json`` below raw_dir as an example; a JSON whose id names an ``images/`` image
-    labels that image (the example replaces the unlabeled one in ``folder_examples``)."""
+                  warnings: Warnings, used_images: set[Path], masks_dirs: Optional[set[Path]] = None
+                  ) -> list[Example]:
+    """Every ``*.json`` below raw_dir (but in ``masks_dirs`` or hidden folders: those are reported as
+    unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
+    replaces the unlabeled one in ``folder_examples``)."""
+    masks_dirs = masks_dirs if masks_dirs is not None else {raw_dir / "masks"}
     found: dict[str, Path] = {}
     for path in sorted(raw_dir.rglob("*.json")):
         relative = path.relative_to(raw_dir)
-        if any(part.startswith(".") for part in relative.parts) or relative.parts[0] == "masks":
+        if any(part.startswith(".") for part in relative.parts) or not masks_dirs.isdisjoint(path.parents):
             continue
         if path.stem in found:
             raise ActivesegError(f"{path}: two Labelme files share the id '{path.stem}' (also {found[path.stem]}); "
@@ -298,33 +316,84 @@ def _consumed_paths(examples: list[Example], raw_dir: Path) -> set[Path]:
     return {(raw_dir / source.split("#")[0]).resolve() for source in sources}
 
 
-def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Optional[Warnings] = None
-             ) -> list[Example]:
-    """All examples the enabled readers find under ``raw_dir``; ids must be unique across formats."""
+def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Optional[Warnings] = None,
+             predefined_split: Optional[str] = None) -> list[Example]:
+    """All examples the enabled readers find under ``raw_dir``; ids must be unique across formats
+    and folders. ``predefined_split`` is ``split.predefined``: each example's is recorded."""
     params = params or IngestParams()
     warnings = warnings if warnings is not None else Warnings()
-    folder_examples = {example.image_id: example
-                       for example in (folder_pairs(raw_dir) if "folders" in params.formats else [])}
-    stack_examples = tiff_stacks(raw_dir, params.tiff_stacks) if "tiff_stacks" in params.formats else []
-    used: set[Path] = set()
-    json_examples = (labelme_files(raw_dir, params, folder_examples, warnings, used)
-                     if "labelme" in params.formats else [])
-    for example in json_examples:
-        folder_examples.pop(example.image_id, None)  # the JSON now labels that image
+    roots = [raw_dir]
+    if predefined_split == predefined.FOLDERS:
+        roots += [raw_dir / name for name in predefined.PREDEFINED_SPLITS]
     examples: list[Example] = []
     seen: dict[str, str] = {}
-    for example in [*folder_examples.values(), *stack_examples, *json_examples]:
+
+    def add(example: Example) -> None:
         if example.image_id in seen:
             raise ActivesegError(f"{raw_dir / example.source}: id '{example.image_id}' is also used by "
                                  f"{seen[example.image_id]}; rename one of them")
         seen[example.image_id] = example.source
         examples.append(example)
+
+    for root in roots if "folders" in params.formats else []:
+        for example in folder_pairs(root, raw_dir):
+            add(example)
+    folder_examples = {example.image_id: example for example in examples}
+    used = _consumed_paths(examples, raw_dir)
+    if "tiff_stacks" in params.formats:
+        for example in tiff_stacks(raw_dir, params.tiff_stacks):
+            add(example)
+    json_examples = (labelme_files(raw_dir, params, folder_examples, warnings, used,
+                                   masks_dirs={root / "masks" for root in roots})
+                     if "labelme" in params.formats else [])
+    labelled = {example.image_id for example in json_examples}  # a JSON replaces the image it labels
+    examples = [example for example in examples
+                if example.image_id not in labelled or folder_examples.get(example.image_id) is not example]
+    seen = {example.image_id: example.source for example in examples}
+    for example in json_examples:
+        add(example)
     used |= _consumed_paths(examples, raw_dir)
-    for path in sorted(raw_dir.iterdir()):
-        if path.is_file() and path.suffix.lower() in imageio.IMAGE_SUFFIXES and path.resolve() not in used:
-            warnings.add("image files directly in raw_dir that no reader used (unlabeled images go in images/)",
-                         path.name)
+    if predefined_split and examples:
+        used.add(_record_predefined_split(examples, folder_examples, raw_dir, predefined_split))
+    _report_unread_files(raw_dir, used, warnings)
     return examples
+
+
+def _record_predefined_split(examples: list[Example], folder_examples: dict[str, Example], raw_dir: Path,
+                             predefined_split: str) -> Path:
+    """Set each example's predefined split; returns the file or folder that defines it."""
+    if predefined_split == predefined.FOLDERS:
+        for example in examples:
+            # a Labelme file that labels an images/ image takes that image's folder
+            where = folder_examples[example.image_id] if example.image_id in folder_examples else example
+            example.predefined_split = predefined.folder_split(where.source)
+        source = raw_dir
+    else:
+        source = predefined.csv_path(raw_dir, predefined_split)
+        splits = predefined.read_csv(source, {example.image_id for example in examples})
+        for example in examples:
+            example.predefined_split = splits.get(example.image_id, "")
+    predefined.check_not_empty(collections.Counter(example.predefined_split for example in examples
+                                                   if example.load_mask is not None), source, predefined_split)
+    return source.resolve()
+
+
+def _report_unread_files(raw_dir: Path, used: set[Path], warnings: Warnings) -> None:
+    """Every file below raw_dir that no reader used, and every hidden one, goes in the warnings."""
+    for folder, folder_names, file_names in os.walk(raw_dir):
+        here = Path(folder)
+        for name in sorted(folder_names):
+            if name.startswith("."):
+                warnings.add(HIDDEN_WARNING, f"{_relative(here / name, raw_dir)}/")
+        folder_names[:] = sorted(name for name in folder_names if not name.startswith("."))
+        for name in sorted(file_names):
+            path = here / name
+            if name in IGNORED_NAMES:
+                continue
+            if name.startswith("."):
+                warnings.add(HIDDEN_WARNING, _relative(path, raw_dir))
+            elif path.resolve() not in used:
+                warnings.add(UNUSED_WARNING, _relative(path, raw_dir))
 
 
 def _has_content(raw_dir: Path) -> bool:
@@ -338,7 +407,8 @@ def synthetic_examples(params: IngestParams, seed: int) -> list[Example]:
                                                             config.max_objects, seed)]
 
 
-def _raw_examples(params: IngestParams, warnings: Warnings) -> Optional[list[Example]]:
+def _raw_examples(params: IngestParams, warnings: Warnings, predefined_split: Optional[str] = None
+                  ) -> Optional[list[Example]]:
     """The user's examples, or None where the synthetic default applies (no data folder)."""
     raw_dir = Path(params.raw_dir)
     if not raw_dir.is_dir() or not _has_content(raw_dir):
@@ -347,17 +417,23 @@ def _raw_examples(params: IngestParams, warnings: Warnings) -> Optional[list[Exa
             raise ActivesegError(f"{raw_dir}: ingest.raw_dir {state}; put your data there or fix ingest.raw_dir "
                                  f"in params.yaml (leave it {DEFAULT_RAW_DIR} for the synthetic data set)")
         return None
-    examples = discover(raw_dir, params, warnings)
+    examples = discover(raw_dir, params, warnings, predefined_split)
     if not examples:
         raise ActivesegError(f"{raw_dir}: no images found (readers: {', '.join(params.formats)}); put images in "
                              f"{raw_dir / 'images'} or see README 'Your own data' (empty the folder for synthetic data)")
     return examples
 
 
-def ingest(params: IngestParams, seed: int, out_dir: str | Path) -> pd.DataFrame:
-    """Validate and write every example in canonical form; returns the manifest."""
+def ingest(params: IngestParams, seed: int, out_dir: str | Path, predefined_split: Optional[str] = None
+           ) -> pd.DataFrame:
+    """Validate and write every example in canonical form; returns the manifest.
+    ``predefined_split`` is ``split.predefined`` (none, folders or a CSV relative to raw_dir)."""
     warnings = Warnings()
-    examples = _raw_examples(params, warnings)
+    examples = _raw_examples(params, warnings, predefined_split)
+    if examples is None and predefined_split:
+        raise ActivesegError(f"params.yaml: split.predefined is {predefined_split} but {params.raw_dir} holds no "
+                             "data (the built-in synthetic set has no split of its own); put your data there "
+                             "or set split.predefined: none")
     if examples is None:
         print(f"ingest: no data in {params.raw_dir}; using the built-in synthetic data set")
         examples = synthetic_examples(params, seed)
@@ -372,6 +448,10 @@ def ingest(params: IngestParams, seed: int, out_dir: str | Path) -> pd.DataFrame
     labeled = int(manifest["labeled"].sum())
     print(f"ingest: {len(manifest)} images, {labeled} with masks ({int(manifest['queried'].sum())} from "
           f"annotated queries), {len(manifest) - labeled} unlabeled")
+    if predefined_split:
+        kept = manifest.loc[manifest["labeled"], "predefined_split"].value_counts()
+        print(f"ingest: the data set's own split (split.predefined: {predefined_split}) keeps "
+              + ", ".join(f"{kept.get(name, 0)} labeled images in {name}" for name in predefined.PREDEFINED_SPLITS))
     if binarized:
         print(f"ingest: {len(binarized)} masks were not strictly 0/255 and were binarised by "
               f"ingest.mask_rule={params.mask_rule}: " + ", ".join(binarized[:10])
@@ -388,7 +468,8 @@ def _write_example(example: Example, staging: Path, params: IngestParams, binari
     digest = hashlib.sha1(image.tobytes())
     row = {"id": example.image_id, "source": example.source, "height": image.shape[0],
            "width": image.shape[1], "channels": 1 if image.ndim == 2 else 3, "labeled": False,
-           "foreground_fraction": float("nan"), "ignore_fraction": float("nan"), "queried": example.queried}
+           "foreground_fraction": float("nan"), "ignore_fraction": float("nan"), "queried": example.queried,
+           "predefined_split": example.predefined_split}
     imageio.write_png(staging / "images" / f"{example.image_id}.png", image)
     if example.load_mask is not None:
         mask_where = where if example.mask_source is None else str(Path(params.raw_dir) / example.mask_source)

@@ -11,7 +11,7 @@ import dataclasses
 import re
 import types
 import typing
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 import yaml
@@ -62,6 +62,7 @@ class SplitParams:
     test_count: int = 0
     simulate: bool = True
     initial_labeled: int = 12
+    predefined: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +235,7 @@ def _check_ranges(params: Params, source: str) -> None:
     for key, value in (("split.val_count", split.val_count), ("split.test_count", split.test_count)):
         check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
+    _check_predefined_split(split, check)
     size = params.preprocess.size
     check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 32 (sm_unet halves it 5 times; 16 is enough for unet_plain)")
     check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
@@ -283,6 +285,18 @@ def _check_ranges(params: Params, source: str) -> None:
     check(0.0 < simulation.target_fraction <= 1.0, "simulation.target_fraction", "must be in (0, 1]")
     check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")
     check(params.evaluate.overlays >= 0, "evaluate.overlays", "must be 0 or more")
+
+
+def _check_predefined_split(split: SplitParams, check) -> None:
+    predefined = split.predefined
+    if predefined not in (None, "folders"):
+        path = PurePosixPath(predefined.replace("\\", "/"))
+        check(path.suffix.lower() == ".csv" and not path.is_absolute() and ".." not in path.parts, "split.predefined",
+              f"is {predefined!r}; use none, folders (raw_dir/train/, val/, test/) or the path of an id,split CSV "
+              "relative to ingest.raw_dir (e.g. split.csv), not leaving it")
+    check(predefined is None or not (split.val_count or split.test_count), "split.val_count",
+          "and split.test_count must be 0 with split.predefined (the data set's split fixes val and test; images "
+          "outside it follow split.val_fraction / split.test_fraction)")
 
 
 def _check_ingest(ingest: IngestParams, check) -> None:

@@ -10,9 +10,19 @@ training images keep theirs; the other training masks are hidden in the pool and
 oracle for simulated annotation rounds.
 
 Fractions (``val_fraction``/``test_fraction``) compare each id's hash with a fixed threshold, so
-they are sticky whatever is added. Counts (``val_count``/``test_count``) take the ids with the
-smallest hashes among the labeled, non-queried images: sticky when unlabeled images or query
-annotations arrive, but a new hand-labeled image with a small hash can take the place of one.
+they are sticky whatever is added, but approximate: each image is held out with that
+probability, so 60 labeled images at 0.15 give 9 on average and 5 (8%) for the default seed.
+Making them exact (hash order, round(fraction x labeled) images) was rejected: no rule that
+depends only on the current images can be both exact and sticky (which of two images fills a
+single place cannot depend on which came first), and there every addition shifts images between
+test, val and train. Counts (``val_count``/``test_count``) are the exact option: they take the
+ids with the smallest hashes among the labeled, non-queried images, sticky when unlabeled images
+or query annotations arrive, while a new hand-labeled image with a small hash can take the place
+of one. :func:`fraction_notes` says where a fraction landed off its target.
+
+A data set's own split (``split.predefined``, recorded by ingest in the manifest's
+``predefined_split`` column; see :mod:`activeseg.predefined`) comes first: its labeled images
+keep their split, and only the rest follow the rules above.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import pandas as pd
 
 from activeseg.errors import ActivesegError
 from activeseg.params import SplitParams
+from activeseg.predefined import PREDEFINED_SPLITS
 
 SPLITS = ("train", "val", "test", "pool")
 
@@ -36,7 +47,7 @@ def unit_hash(image_id: str, seed: int, salt: str = "split") -> float:
 
 
 OUTPUT_COLUMNS = ["id", "split", "labeled", "has_mask", "queried", "source", "height", "width",
-                  "foreground_fraction"]
+                  "foreground_fraction", "predefined_split"]
 
 
 def _holdout(ids: pd.Series, candidates: np.ndarray, position: np.ndarray, params: SplitParams) -> np.ndarray:
@@ -68,9 +79,13 @@ def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.
     has_mask = manifest["labeled"].astype(bool).to_numpy()
     queried = (manifest["queried"].astype(bool).to_numpy() if "queried" in manifest
                else np.zeros(len(ids), bool)) & has_mask
+    predefined = (manifest["predefined_split"].fillna("").astype(str).to_numpy() if "predefined_split" in manifest
+                  else np.full(len(ids), ""))
+    kept = has_mask & np.isin(predefined, PREDEFINED_SPLITS)
     position = np.array([unit_hash(image_id, seed) for image_id in ids])
-    holdout = _holdout(ids, has_mask & ~queried, position, params)
+    holdout = _holdout(ids, has_mask & ~queried & ~kept, position, params)
     split = np.where(holdout != "", holdout, np.where(has_mask, "train", "pool")).astype(object)
+    split[kept] = predefined[kept]
     labeled = has_mask.copy()
     if params.simulate:
         train_ids = ids[(split == "train") & ~queried]
@@ -89,6 +104,26 @@ def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.
                 f"params.yaml: split leaves no {name} images out of {int(has_mask.sum())} labeled; add labeled "
                 "images or change split.val_fraction / split.test_fraction (or split.val_count / split.test_count)")
     return frame.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def fraction_notes(frame: pd.DataFrame, params: SplitParams) -> list[str]:
+    """A line for each of val and test whose size is not round(fraction x labeled): fractions are
+    per-image chances (see the module docstring), which small sets feel most."""
+    if params.val_count or params.test_count:
+        return []
+    predefined = frame["predefined_split"].fillna("").astype(str).isin(PREDEFINED_SPLITS)
+    free = frame["has_mask"].astype(bool) & ~frame["queried"].astype(bool) & ~predefined
+    labeled = int(free.sum())
+    notes = []
+    for name, fraction in (("val", params.val_fraction), ("test", params.test_fraction)):
+        held_out, target = int((free & (frame["split"] == name)).sum()), int(round(fraction * labeled))
+        if labeled and held_out != target:
+            notes.append(f"split: note: {name} has {held_out} of {labeled} labeled images"
+                         + (" outside split.predefined" if params.predefined else "")
+                         + f" ({held_out / labeled:.0%}) for split.{name}_fraction {fraction:g}, a per-image chance "
+                         "that keeps the split sticky"
+                         + ("" if params.predefined else f"; split.{name}_count: {max(target, 1)} gives an exact size"))
+    return notes
 
 
 def read_split(split_csv) -> pd.DataFrame:

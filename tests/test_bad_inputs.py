@@ -181,6 +181,20 @@ def test_no_mask_at_all_stops_split(folder):
     assert not (folder / "data" / "split").exists()
 
 
+def test_predefined_split_csv_naming_an_unknown_id_stops_ingest(folder):
+    raw = folder / "data" / "raw"
+    for index in range(3):
+        write_image(raw / "images" / f"im{index}.png", image(index))
+        write_image(raw / "masks" / f"im{index}.png", mask())
+    (raw / "split.csv").write_text("id,split\nim0,train\nim1,val\nim9,test\n")
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["split"]["predefined"] = "split.csv"
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    error = one_error_line(run_stage(folder, "ingest", "--out", "data/ingested"))
+    assert "data/raw/split.csv: line 4: id 'im9' is not in the data" in error
+    assert nothing_written(folder) == []
+
+
 BAD_PARAMS = {
     "text for a number": ({"epochs": "two"}, "`epochs` must be a whole number"),
     "number out of range": ({"preprocess.size": 50}, "`preprocess.size` must be a multiple of 32"),
@@ -189,6 +203,10 @@ BAD_PARAMS = {
     "bool as text": ({"split.simulate": "yes please"}, "`split.simulate` must be true or false"),
     "unknown strategy": ({"train.distribute": "tpu_pod"}, "`train.distribute` must be one of"),
     "section not a mapping": ({"tracking": "off"}, "`tracking` must be a mapping"),
+    "predefined split leaving raw_dir": ({"split.predefined": "../split.csv"}, "`split.predefined` is '../split.csv'"),
+    "predefined split not a CSV": ({"split.predefined": "split.txt"}, "`split.predefined` is 'split.txt'"),
+    "predefined split with counts": ({"split.predefined": "folders", "split.val_count": 4},
+                                     "`split.val_count` and split.test_count must be 0 with split.predefined"),
 }
 
 def stage_args_from_dvc_yaml() -> dict[str, list[str]]:

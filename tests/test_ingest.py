@@ -151,6 +151,126 @@ def test_labelme_json_labels_the_pool_image_of_the_same_id(tmp_path, capsys):
     assert "stray.png" in capsys.readouterr().out  # an unused file is listed, not silently dropped
 
 
+def test_files_no_reader_used_and_hidden_ones_are_named_anywhere_below_raw_dir(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    save(raw / "images" / "a.png", image(1))
+    save(raw / "masks" / "a.png", square_mask())
+    (raw / "images" / "notes.txt").write_text("to do")
+    (raw / "README.md").write_text("about the data")  # expected beside data: not worth a warning
+    save(raw / "extra" / "stray.png", image(2))
+    labelme_json(raw / "masks" / "b.json", [RECT], image_path="../images/a.png")
+    labelme_json(raw / ".ipynb_checkpoints" / "c-checkpoint.json", [RECT], image_path="../images/a.png")
+    save(raw / "images" / ".d.png", image(3))
+    manifest = run_ingest(raw, tmp_path / "out")
+    assert list(manifest["id"]) == ["a"]
+    warnings = {line.split(": ")[2].split(" (")[0]: line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("ingest: warning:")}
+    unused, hidden = warnings["3 files no reader used"], warnings["2 hidden folders and files skipped"]
+    assert all(name in unused for name in ("extra/stray.png", "images/notes.txt", "masks/b.json"))
+    assert ".ipynb_checkpoints/" in hidden and "images/.d.png" in hidden
+    assert "README.md" not in unused + hidden and "images/a.png" not in unused
+
+
+def write_predefined_folders(raw: Path) -> None:
+    """train/ in folders (t1 unlabeled, labeled by a top-level annotation), val/ as Labelme, test/ as a
+    TIFF stack, and a top-level pool image outside the predefined split."""
+    save(raw / "train" / "images" / "t0.png", image(1))
+    save(raw / "train" / "masks" / "t0.png", square_mask())
+    save(raw / "train" / "images" / "t1.png", image(2))
+    labelme_json(raw / "annotations" / "t1.json", [RECT], image_path="../train/images/t1.png")
+    encoded = base64.b64encode(cv2.imencode(".png", image(3))[1].tobytes()).decode()
+    labelme_json(raw / "val" / "v0.json", [RECT], image_data=encoded)
+    (raw / "test").mkdir()
+    assert cv2.imwritemulti(str(raw / "test" / "vol.tif"), [image(4), image(5)])
+    assert cv2.imwritemulti(str(raw / "test" / "lab.tif"), [square_mask(), square_mask()])
+    save(raw / "images" / "p0.png", image(6))
+
+
+STACKS = [{"images": "test/vol.tif", "labels": "test/lab.tif"}]
+
+
+def test_predefined_split_folders_record_each_images_split(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    write_predefined_folders(raw)
+    manifest = ingest(IngestParams(raw_dir=str(raw), tiff_stacks=STACKS), 0, tmp_path / "out", "folders")
+    assert dict(zip(manifest["id"], manifest["predefined_split"])) == {
+        "p0": "", "t0": "train", "t1": "train", "v0": "val", "vol_0000": "test", "vol_0001": "test"}
+    assert manifest.set_index("id")["labeled"].drop("p0").all()
+    reread = pd.read_csv(tmp_path / "out" / "manifest.csv", keep_default_na=False).set_index("id")
+    assert reread.loc["v0", "predefined_split"] == "val" and reread.loc["p0", "predefined_split"] == ""
+    output = capsys.readouterr().out
+    assert "keeps 2 labeled images in train, 1 labeled images in val, 2 labeled images in test" in output
+    assert "warning" not in output
+    assert (run_ingest(raw, tmp_path / "plain", tiff_stacks=STACKS)["predefined_split"] == "").all()
+
+
+def test_predefined_split_csv_is_read_relative_to_raw_dir(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    for index in range(4):
+        save(raw / "images" / f"a{index}.png", image(index))
+        save(raw / "masks" / f"a{index}.png", square_mask())
+    save(raw / "images" / "new.png", image(9))
+    (raw / "lists").mkdir()
+    (raw / "lists" / "split.csv").write_text("id,split\na0,train\na1, VAL\n\na2,test\n")
+    manifest = ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "out", "lists/split.csv")
+    assert list(manifest["predefined_split"]) == ["train", "val", "test", "", ""]
+    assert "warning" not in capsys.readouterr().out  # the CSV counts as used
+
+
+def predefined_case(raw: Path, csv_text: str) -> None:
+    for name in ("a", "b", "c"):
+        save(raw / "images" / f"{name}.png", image())
+        save(raw / "masks" / f"{name}.png", square_mask())
+    save(raw / "images" / "u.png", image())
+    if csv_text:
+        (raw / "split.csv").write_text(csv_text)
+
+
+@pytest.mark.parametrize("csv_text, predefined, culprit, problem", [
+    ("id,split\na,train\nz,val\nc,test\n", "split.csv", "split.csv", "line 3: id 'z' is not in the data"),
+    ("id,split\na,train\nb,validation\nc,test\n", "split.csv", "split.csv", "line 3: split 'validation'"),
+    ("id,split\na,train\nb,val\na,test\n", "split.csv", "split.csv", "line 4: id 'a' is listed twice"),
+    ("name,set\na,train\n", "split.csv", "split.csv", "must name the columns id and split"),
+    ("id,split\na,train\nu,val\nc,test\n", "split.csv", "split.csv", "lists no val image that has a mask"),
+    ("", "other.csv", "other.csv", "does not exist"),
+    ("", "folders", "raw/train", "has no train image with a mask"),
+])
+def test_each_bad_predefined_split_is_one_line_naming_the_file(tmp_path, csv_text, predefined, culprit, problem):
+    raw = tmp_path / "raw"
+    predefined_case(raw, csv_text)
+    with pytest.raises(ActivesegError, match=problem) as raised:
+        ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "out", predefined)
+    message = str(raised.value)
+    assert culprit in message and "\n" not in message and ";" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_predefined_split_csv_may_not_leave_raw_dir_through_a_link(tmp_path):
+    raw = tmp_path / "raw"
+    predefined_case(raw, "")
+    (tmp_path / "outside.csv").write_text("id,split\na,train\nb,val\nc,test\n")
+    os.symlink(tmp_path / "outside.csv", raw / "split.csv")
+    with pytest.raises(ActivesegError, match="split.csv: split.predefined leads outside ingest.raw_dir"):
+        ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "out", "split.csv")
+
+
+def test_ids_must_stay_unique_across_predefined_split_folders(tmp_path):
+    raw = tmp_path / "raw"
+    for name in ("train", "val", "test"):
+        save(raw / name / "images" / f"{name}.png", image())
+        save(raw / name / "masks" / f"{name}.png", square_mask())
+    save(raw / "test" / "images" / "train.png", image())
+    with pytest.raises(ActivesegError, match="id 'train' is also used by train/images/train.png") as raised:
+        ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "out", "folders")
+    assert "test/images/train.png" in str(raised.value)
+
+
+def test_predefined_split_needs_data_of_ones_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ActivesegError, match="synthetic set has no split of its own"):
+        ingest(IngestParams(), 0, tmp_path / "out", "folders")
+
+
 def test_isbi_png_folders_and_tiff_stacks_give_identical_arrays(tmp_path, shared_datasets):
     raw = shared_datasets / "isbi2012-em"
     from_png = run_ingest(raw, tmp_path / "png", formats=["folders"])

@@ -7,7 +7,7 @@ import pytest
 
 from activeseg.errors import ActivesegError
 from activeseg.params import SplitParams
-from activeseg.split import assign_splits
+from activeseg.split import assign_splits, fraction_notes
 
 
 def manifest(labeled: int, unlabeled: int = 0, queried=(), prefix="img") -> pd.DataFrame:
@@ -88,3 +88,40 @@ def test_annotated_queries_do_not_count_as_val_or_test_candidates():
     frame = manifest(5, queried={"img0000", "img0001", "img0002"})
     with pytest.raises(ActivesegError, match="only 2 labeled images \\(not counting annotated queries\\)"):
         assign_splits(frame, SplitParams(val_count=1, test_count=1, simulate=False), seed=0)
+
+
+def test_predefined_images_keep_their_split_and_the_rest_follow_the_hash():
+    frame = manifest(120, unlabeled=20)
+    predefined = ["train", "val", "test"] * 30 + [""] * 50  # 90 of the labeled; 20 pool images are "train"
+    frame["predefined_split"] = predefined[:100] + [""] * 20 + ["train"] * 20
+    frame.loc[5, "queried"] = True  # a predefined image keeps its split even if annotated through a query
+    result = by_id(assign_splits(frame, REAL, seed=3))
+    plain = by_id(assign_splits(manifest(120, unlabeled=20), REAL, seed=3))
+    for index, image_id in enumerate(frame["id"]):
+        if index < 90:
+            assert result[image_id] == predefined[index], image_id
+        elif index < 120:
+            assert result[image_id] == plain[image_id], image_id  # today's sticky rule
+        else:
+            assert result[image_id] == "pool"  # without a mask the predefined split cannot hold it
+    notes = fraction_notes(assign_splits(frame, REAL, seed=3), SplitParams(simulate=False, predefined="folders"))
+    assert notes and all("of 30 labeled images outside split.predefined" in note and "_count" not in note
+                         for note in notes)
+
+
+def test_simulation_hides_only_predefined_train_masks():
+    frame = manifest(60)
+    frame["predefined_split"] = ["train"] * 40 + ["val"] * 10 + ["test"] * 10
+    result = assign_splits(frame, SplitParams(simulate=True, initial_labeled=5), seed=0)
+    assert result["split"].value_counts().to_dict() == {"pool": 35, "val": 10, "test": 10, "train": 5}
+
+
+def test_fraction_notes_say_a_fraction_is_a_per_image_chance():
+    frame = assign_splits(manifest(60), REAL, seed=4)
+    counts = frame["split"].value_counts()
+    assert counts["test"] == 9 and counts["val"] == 13  # round(0.15 x 60) = 9: test is on target, val not
+    assert fraction_notes(frame, REAL) == [
+        "split: note: val has 13 of 60 labeled images (22%) for split.val_fraction 0.15, a per-image chance that "
+        "keeps the split sticky; split.val_count: 9 gives an exact size"]
+    counted = SplitParams(val_count=9, test_count=9, simulate=False)
+    assert fraction_notes(assign_splits(manifest(60), counted, seed=4), counted) == []
