@@ -1,6 +1,9 @@
 """Reading and writing image files: one place that knows OpenCV's BGR order and bit depths.
 
-In memory every image is uint8, either ``(H, W)`` gray or ``(H, W, 3)`` RGB; masks are ``(H, W)``.
+In memory an image is ``(H, W)`` gray or ``(H, W, 3)`` RGB, uint8 (:func:`read_image`) or, read
+with :func:`read_native`, uint8 or uint16 as stored (so that the one transform,
+:class:`activeseg.preprocess.Transform`, sees a 12- or 16-bit camera's every grey level);
+masks are ``(H, W)``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ def to_uint8(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     raise ActivesegError(f"{path}: pixel type {array.dtype} is not supported; save it as 8- or 16-bit PNG or TIFF")
+
+
+def to_native(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Keep 8- and 16-bit data as stored (booleans become 0/255 uint8); refuse other pixel types."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    return to_uint8(array, path)
 
 
 def to_rgb_or_gray(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
@@ -60,8 +70,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_or_gray(to_uint8(read_array(path), path), path)
 
 
+def read_native(path: str | os.PathLike) -> np.ndarray:
+    """Read a gray or RGB image at its own bit depth (uint8 or uint16); one-line errors."""
+    return to_rgb_or_gray(to_native(read_array(path), path), path)
+
+
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a gray or RGB uint8 array as PNG, atomically."""
+    """Write a gray or RGB uint8 or uint16 array as PNG (8- or 16-bit), atomically."""
     bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array
     with atomic_path(path) as temporary:
         # the temporary name keeps the final suffix, which is how OpenCV picks the format

@@ -17,7 +17,8 @@ Masks that are not strictly 0/255 are binarised by ``ingest.mask_rule`` (on the 
 red outline on black or a palette saved as RGB works); ingest reports how many. Canonical form
 (a DVC output directory)::
 
-    images/<id>.png   uint8 gray or RGB, original size
+    images/<id>.png   gray or RGB, original size and bit depth (16-bit sources stay 16-bit: the
+                      intensity scaling is preprocess.intensity's, in the one transform)
     masks/<id>.png    uint8 0/255, same size as its image (absent for unlabeled images)
     ignore/<id>.png   uint8 0/255 Labelme ``__ignore__`` regions (only where an image has some)
     manifest.csv      one row per image: id, source (relative to raw_dir), height, width, channels,
@@ -173,7 +174,7 @@ def folder_pairs(folder: Path, raw_dir: Optional[Path] = None) -> list[Example]:
         mask_path = masks.get(stem)
         examples.append(Example(
             image_id=stem, source=_relative(image_path, raw_dir),
-            load_image=lambda p=image_path: imageio.read_image(p),
+            load_image=lambda p=image_path: imageio.read_native(p),
             load_mask=(lambda p=mask_path: imageio.read_array(p)) if mask_path else None,
             mask_source=_relative(mask_path, raw_dir) if mask_path else None))
     return examples
@@ -210,7 +211,7 @@ def _tiff_page(path: Path, index: int) -> np.ndarray:
 
 
 def _stack_image(path: Path, index: int) -> np.ndarray:
-    return imageio.to_rgb_or_gray(imageio.to_uint8(_tiff_page(path, index), path), path)
+    return imageio.to_rgb_or_gray(imageio.to_native(_tiff_page(path, index), path), path)
 
 
 def tiff_stacks(raw_dir: Path, stacks: list[dict]) -> list[Example]:
@@ -249,7 +250,7 @@ class _LabelmeExample:
 
     def image(self) -> np.ndarray:
         if self._image is None:
-            self._image = (imageio.read_image(self.image_path) if self.image_path is not None
+            self._image = (imageio.read_native(self.image_path) if self.image_path is not None
                            else labelme.read_image(self.label_file))
         return self._image
 

@@ -221,7 +221,7 @@ def _exif_orientation(path: Path) -> int:
 
 
 def read_image(label_file: LabelmeFile) -> np.ndarray:
-    """The annotated image as uint8 gray or RGB: embedded ``imageData`` first, else ``imagePath``
+    """The annotated image as gray or RGB at its own bit depth: embedded ``imageData`` first, else ``imagePath``
     (turned upright by its EXIF orientation, as Labelme shows it)."""
     if label_file.image_data is not None:
         try:
@@ -230,12 +230,12 @@ def read_image(label_file: LabelmeFile) -> np.ndarray:
             array = None
         if array is None or array.size == 0:
             raise _fail(label_file.path, "imageData is not a readable image", "re-save the file from Labelme")
-        return imageio.to_rgb_or_gray(imageio.to_uint8(array, label_file.path), label_file.path)
+        return imageio.to_rgb_or_gray(imageio.to_native(array, label_file.path), label_file.path)
     path = label_file.image_path
     if not path.is_file():
         raise _fail(label_file.path, f"its image {path} (imagePath) does not exist",
                     "put the image beside the JSON file or fix imagePath")
-    image = imageio.read_image(path)
+    image = imageio.read_native(path)
     transform = _EXIF_TRANSFORMS.get(_exif_orientation(path))
     return np.ascontiguousarray(transform(image)) if transform else image
 

@@ -22,6 +22,7 @@ BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenetv2", "efficientnetb0"
 ARCHITECTURES = ("sm_unet", "unet_plain")
 LOSSES = ("bce", "dice", "focal", "jaccard")
 NORMALIZATIONS = ("unit", "zscore")
+INTENSITIES = ("8bit", "minmax", "percentile")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
 REDUCTIONS = ("mean", "foreground_border")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
@@ -70,6 +71,8 @@ class PreprocessParams:
     size: int = 64
     channels: int = 3
     normalization: str = "unit"
+    intensity: str = "8bit"
+    percentiles: tuple[float, ...] = (0.5, 99.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +244,11 @@ def _check_ranges(params: Params, source: str) -> None:
     check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
     check(params.preprocess.normalization in NORMALIZATIONS, "preprocess.normalization",
           f"must be one of {', '.join(NORMALIZATIONS)}")
+    check(params.preprocess.intensity in INTENSITIES, "preprocess.intensity",
+          f"must be one of {', '.join(INTENSITIES)}")
+    percentiles = params.preprocess.percentiles
+    check(len(percentiles) == 2 and 0.0 <= percentiles[0] < percentiles[1] <= 100.0, "preprocess.percentiles",
+          "must be [low, high] with 0 <= low < high <= 100, e.g. [0.5, 99.5]")
     check(params.augment.variants >= 0, "augment.variants", "must be 0 or more")
     train = params.train
     check(train.architecture in ARCHITECTURES, "train.architecture", f"must be one of {', '.join(ARCHITECTURES)}")

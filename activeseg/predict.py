@@ -107,7 +107,7 @@ def _batches(items, size: int):
 def _predict_batches(model, transform: Transform, images: list[Path], staging: Path, options: PredictOptions):
     """Predict and write batch by batch; yields each image once its outputs are written."""
     for batch in _batches(images, options.batch_size):
-        originals = [imageio.read_image(path) for path in batch]
+        originals = [transform.scale_intensity(imageio.read_native(path)) for path in batch]
         inputs = transform.normalize(np.stack([transform.resize_image(image) for image in originals]))
         probabilities = model.predict(inputs, batch_size=options.batch_size, verbose=0)[..., 0]
         for path, image, probability in zip(batch, originals, probabilities):

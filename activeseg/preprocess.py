@@ -1,8 +1,11 @@
-"""Resize / normalize: the one transform from a canonical image to what the model sees.
+"""Intensity / resize / normalize: the one transform from a canonical image to what the model sees.
 
-Arrays are stored compactly as uint8 (``(N, S, S, C)`` images, ``(N, S, S, 1)`` 0/1 masks) and
-normalised on the fly by :class:`Transform`, which train, active-query, evaluate and predict all
-build from the same ``stats.json``, so every consumer applies exactly the same transform.
+A canonical image (8- or 16-bit) is first scaled to uint8 by ``preprocess.intensity`` (``8bit``:
+16-bit divided by 257; ``minmax`` / ``percentile``: each image's own range or percentiles
+stretched to 0..255, so a 12-bit camera keeps its grey levels), then resized. Arrays are stored
+compactly as uint8 (``(N, S, S, C)`` images, ``(N, S, S, 1)`` 0/1 masks) and normalised on the fly
+by :class:`Transform`, which train, active-query, evaluate and predict all build from the same
+``stats.json``, so every consumer applies exactly the same transform.
 """
 
 from __future__ import annotations
@@ -24,13 +27,36 @@ from activeseg.progress import progress
 
 @dataclasses.dataclass(frozen=True)
 class Transform:
-    """Size, channels and normalisation, with the training split's statistics."""
+    """Intensity scaling, size, channels and normalisation, with the training split's statistics."""
 
     size: int
     channels: int
     normalization: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    intensity: str = "8bit"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+    def prepare_image(self, image: np.ndarray) -> np.ndarray:
+        """A canonical (8- or 16-bit, gray or RGB) image to the stored ``(size, size, channels)`` uint8."""
+        return self.resize_image(self.scale_intensity(image))
+
+    def scale_intensity(self, image: np.ndarray) -> np.ndarray:
+        """An 8- or 16-bit image to uint8 by ``intensity``, at its own size.
+
+        ``minmax`` and ``percentile`` take the bounds over all of the image's pixels and channels
+        (per channel would shift colours); a flat image has no range to stretch and becomes 0.
+        """
+        if self.intensity == "8bit":
+            return image if image.dtype == np.uint8 else (image // 257).astype(np.uint8)
+        if self.intensity == "minmax":
+            low, high = float(image.min()), float(image.max())
+        else:
+            low, high = (float(v) for v in np.percentile(image, self.percentiles))
+        if high <= low:
+            return np.zeros(image.shape, np.uint8)
+        scaled = (image.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+        return np.round(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
     def resize_image(self, image: np.ndarray) -> np.ndarray:
         """Any gray/RGB uint8 image to ``(size, size, channels)`` uint8."""
@@ -64,7 +90,9 @@ class Transform:
         return scaled
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["percentiles"] = list(self.percentiles)
+        return data
 
     @classmethod
     def load(cls, stats_json: str | Path) -> "Transform":
@@ -72,8 +100,10 @@ class Transform:
         if not path.is_file():
             raise ActivesegError(f"{path}: not found; run `dvc repro preprocess` first")
         data = json.loads(path.read_text())
+        # stats.json from before preprocess.intensity existed: those runs scaled 16-bit by 1/257
         return cls(size=data["size"], channels=data["channels"], normalization=data["normalization"],
-                   mean=tuple(data["mean"]), std=tuple(data["std"]))
+                   mean=tuple(data["mean"]), std=tuple(data["std"]), intensity=data.get("intensity", "8bit"),
+                   percentiles=tuple(data.get("percentiles", (0.5, 99.5))))
 
 
 @dataclasses.dataclass
@@ -109,7 +139,8 @@ def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: Prep
                out_dir: str | Path) -> Transform:
     """Resize every split, compute normalisation statistics on train, write arrays and stats."""
     ingested_dir = Path(ingested_dir)
-    shape_only = Transform(params.size, params.channels, params.normalization, (0.0,), (1.0,))
+    shape_only = Transform(params.size, params.channels, params.normalization, (0.0,), (1.0,),
+                           params.intensity, tuple(params.percentiles))
     arrays: dict[str, SplitArrays] = {}
     for split in ("train", "val", "test", "pool"):
         rows = split_frame[split_frame["split"] == split]
@@ -117,14 +148,14 @@ def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: Prep
         masks = np.zeros((len(rows), params.size, params.size, 1), np.uint8)
         for index, (image_id, has_mask) in enumerate(progress(
                 list(zip(rows["id"], rows["has_mask"])), f"preprocess {split}")):
-            images[index] = shape_only.resize_image(imageio.read_image(ingested_dir / "images" / f"{image_id}.png"))
+            images[index] = shape_only.prepare_image(imageio.read_native(ingested_dir / "images" / f"{image_id}.png"))
             if has_mask:
                 masks[index] = shape_only.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
         arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool))
     train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
-    transform = Transform(params.size, params.channels, params.normalization,
-                          mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),
-                          std=tuple(round(max(float(v), 1e-3), 6) for v in train_pixels.std(axis=0)))
+    transform = dataclasses.replace(
+        shape_only, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),
+        std=tuple(round(max(float(v), 1e-3), 6) for v in train_pixels.std(axis=0)))
     with atomic_path(out_dir, directory=True) as staging:
         for split, data in arrays.items():
             save_arrays(staging / f"{split}.npz", data)

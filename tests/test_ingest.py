@@ -60,12 +60,13 @@ def test_folder_pairs_with_unlabeled_images_gray_rgb_and_16_bit(tmp_path):
     rgb = np.dstack([image(2), image(3), image(4)])
     save(raw / "images" / "b.tif", rgb)  # OpenCV writes BGR: the canonical PNG must hold RGB
     save(raw / "masks" / "b.tif", square_mask(value=1))
-    save(raw / "images" / "c.png", (image(5).astype(np.uint16) * 257))
+    save(raw / "images" / "c.png", (image(5).astype(np.uint16) * 257 + 1))
     manifest = run_ingest(raw, tmp_path / "out")
     assert list(manifest["id"]) == ["a", "b", "c"]
     assert list(manifest["labeled"]) == [True, True, False]
     assert list(manifest["source"]) == ["images/a.png", "images/b.tif", "images/c.png"]
-    assert np.array_equal(read(tmp_path / "out" / "images" / "c.png"), image(5))  # 16-bit scaled to 8-bit
+    # 16-bit stays 16-bit (preprocess.intensity scales it, in the one transform)
+    assert np.array_equal(read(tmp_path / "out" / "images" / "c.png"), image(5).astype(np.uint16) * 257 + 1)
     assert np.array_equal(read(tmp_path / "out" / "images" / "b.png"), rgb)  # same BGR bytes back from disk
     assert np.array_equal(read(tmp_path / "out" / "masks" / "b.png"), square_mask())
     assert manifest.loc[0, "foreground_fraction"] == pytest.approx(12 / 80)

@@ -26,6 +26,8 @@ def test_project_params_are_valid():
     ("query.strategy", "psychic", "`query.strategy` must be one of"),
     ("query.candidates_per_pick", 0, "`query.candidates_per_pick` must be at least 1"),
     ("simulation.steps_per_epoch", -1, "`simulation.steps_per_epoch` must be 0 (one pass) or more"),
+    ("preprocess.intensity", "16bit", "`preprocess.intensity` must be one of 8bit, minmax, percentile"),
+    ("preprocess.percentiles", [99.5, 0.5], "`preprocess.percentiles` must be [low, high] with 0 <= low < high"),
 ])
 def test_bad_values_are_named(key, value, message):
     raw = tiny_params_dict(**{key.replace(".", "__"): value})

@@ -1,5 +1,6 @@
 """`activeseg predict`: masks at the original size through exactly the training transform."""
 
+import json
 import subprocess
 import sys
 
@@ -62,6 +63,24 @@ def test_masks_at_original_size_through_the_training_transform(tmp_path, images,
     square = transform.normalize(read_image(folder / "square_rgb.png")[None])
     exact = model.predict(square, verbose=0)[0, ..., 0] > 0.5
     assert np.array_equal(read_image(out / "masks" / "square_rgb.png") > 0, exact)
+
+
+def test_intensity_scaling_of_the_stats_applies_to_new_images(tmp_path, untrained_model):
+    """With preprocess.intensity minmax, a 12-bit image predicts as its stretched 8-bit self."""
+    model_path, _ = untrained_model
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps(Transform(32, 3, "zscore", (0.4, 0.5, 0.45), (0.2, 0.25, 0.3), "minmax").to_json()))
+    stretched = np.random.default_rng(5).integers(0, 256, (32, 32), dtype=np.uint8)
+    stretched[0, :2] = (0, 255)
+    write_png(tmp_path / "in" / "twelve_bit.png", stretched.astype(np.uint16) + 1000)  # levels 1000..1255
+    write_png(tmp_path / "in" / "eight_bit.png", stretched)
+    assert cli("predict", "--model", model_path, "--stats", stats, tmp_path / "in", "--out", tmp_path / "out",
+               "--probabilities", "--overlays") == 0
+    twelve, eight = (read_image(tmp_path / "out" / "overlays" / f"{stem}.png") for stem in ("twelve_bit", "eight_bit"))
+    assert np.mean(twelve != eight) < 0.01  # the overlay shows the stretched image (masks may flip a pixel)
+    twelve, eight = (read_image(tmp_path / "out" / "probabilities" / f"{stem}.png").astype(int)
+                     for stem in ("twelve_bit", "eight_bit"))
+    assert np.abs(twelve - eight).max() <= 1  # same input; one batch position may round differently
 
 
 def test_threshold_changes_the_mask(tmp_path, images, untrained_model):

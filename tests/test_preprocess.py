@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,3 +43,53 @@ def test_statistics_come_from_the_training_split_only(tmp_path):
     assert Transform.load(tmp_path / "prepared" / "stats.json") == transform
     test = load_split_arrays(tmp_path / "prepared", "test")
     assert test.images.dtype == np.uint8 and test.images.shape == (1, 16, 16, 1)
+
+
+def twelve_bit_ramp() -> np.ndarray:
+    """A 12-bit camera's image with 256 known grey levels, 1000..1255 (a narrow part of 0..4095)."""
+    return (1000 + np.arange(256, dtype=np.uint16)).reshape(16, 16)
+
+
+def test_twelve_bit_levels_survive_ingest_and_preprocess(tmp_path):
+    from activeseg.ingest import ingest
+    from activeseg.params import IngestParams
+
+    raw = tmp_path / "raw"
+    write_png(raw / "images" / "cells.png", twelve_bit_ramp())
+    write_png(raw / "masks" / "cells.png", np.zeros((16, 16), np.uint8))
+    ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "ingested")
+    split = pd.DataFrame({"id": ["cells"], "split": ["train"], "has_mask": True})
+
+    def prepared(intensity, percentiles=(0.5, 99.5)):
+        out = tmp_path / f"prepared_{intensity}_{percentiles[0]}"
+        transform = preprocess(tmp_path / "ingested", split,
+                               PreprocessParams(size=16, channels=1, intensity=intensity, percentiles=percentiles), out)
+        assert Transform.load(out / "stats.json") == transform
+        return load_split_arrays(out, "train").images[0, ..., 0], json.loads((out / "stats.json").read_text())
+
+    eight_bit, _ = prepared("8bit")
+    assert np.array_equal(eight_bit, twelve_bit_ramp() // 257)  # today's scaling: 2 grey levels left
+    minmax, stats = prepared("minmax")
+    assert np.array_equal(minmax, twelve_bit_ramp() - 1000)  # all 256 levels, stretched to 0..255
+    assert stats["intensity"] == "minmax"
+    full_range, _ = prepared("percentile", (0.0, 100.0))
+    assert np.array_equal(full_range, minmax)
+    clipped, stats = prepared("percentile", (10.0, 90.0))
+    assert stats["intensity"] == "percentile" and stats["percentiles"] == [10.0, 90.0]
+    low, high = np.percentile(np.arange(256), (10.0, 90.0))  # 25.5 and 229.5 above 1000
+    expected = np.round(np.clip((np.arange(256) - low) * 255 / (high - low), 0, 255)).reshape(16, 16)
+    assert np.array_equal(clipped, expected.astype(np.uint8))
+    assert (clipped == 0).sum() == 26 and (clipped == 255).sum() == 26
+
+
+def test_flat_image_has_no_range_to_stretch():
+    flat = np.full((8, 8), 3000, np.uint16)
+    for intensity in ("minmax", "percentile"):
+        assert not Transform(8, 1, "unit", (0.0,), (1.0,), intensity).scale_intensity(flat).any()
+
+
+def test_stats_json_without_intensity_loads_as_8bit(tmp_path):
+    """A stats.json written before preprocess.intensity existed (a model trained then) keeps working."""
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"size": 8, "channels": 1, "normalization": "unit", "mean": [0.0], "std": [1.0]}))
+    assert Transform.load(stats).intensity == "8bit"
