@@ -3,7 +3,9 @@ precision / recall vs threshold curve, and overlays of the worst and best test i
 
 Pooled metrics count every pixel of every test image at once (they equal ``sklearn.metrics`` on
 the flattened masks); ``mean_*`` metrics average the per-image scores. ``trivial_dice`` is what
-predicting foreground everywhere would score, so a model that learned nothing is easy to spot.
+the better of two models that learned nothing would score, predicting foreground everywhere or
+background everywhere (0 unless the test masks are all empty); ``beats_trivial`` is false, and
+:func:`failure_warning` says why and what to change, when the Dice is not clearly above it.
 Empty masks and empty predictions follow the convention in :mod:`activeseg.metrics`.
 """
 
@@ -27,6 +29,9 @@ CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))
 # Prediction panel colours (RGB): true positives, false positives, false negatives.
 COLOURS = {"TP": (0, 200, 0), "FP": (230, 0, 0), "FN": (0, 80, 255)}
 OVERLAY_MIN_SIDE = 160  # small model inputs are enlarged (nearest neighbour) to stay readable
+# A Dice this close to the trivial baseline is within the noise of a small test set: not a model
+# that learned the task.
+TRIVIAL_MARGIN = 0.02
 
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -45,13 +50,30 @@ def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, thre
     per_image = per_image_scores(truth, predicted)
     for name in METRIC_NAMES:
         summary[f"mean_{name}"] = float(per_image[name].mean()) if len(ids) else 0.0
-    summary["trivial_dice"] = pooled_scores(truth, np.ones_like(truth))["dice"]
+    summary["trivial_dice"] = max(pooled_scores(truth, np.ones_like(truth))["dice"],
+                                  pooled_scores(truth, np.zeros_like(truth))["dice"])
+    summary["beats_trivial"] = bool(summary["dice"] > summary["trivial_dice"] + TRIVIAL_MARGIN)
     summary["threshold"] = threshold
     summary["images"] = int(len(ids))
     table = pd.DataFrame({"id": ids.astype(str), **{name: per_image[name] for name in METRIC_NAMES},
                           "foreground_fraction": truth.reshape(len(truth), -1).mean(axis=1)})
     table = table.sort_values(["dice", "id"], kind="stable").reset_index(drop=True)
     return summary, table
+
+
+def failure_warning(summary: dict) -> str | None:
+    """One line naming the likely causes and the params to change, when the test Dice does not
+    clearly beat the trivial baseline; None when it does."""
+    if summary["beats_trivial"]:
+        return None
+    return (f"evaluate: warning: test Dice {summary['dice']:.4f} is not clearly above the trivial baseline "
+            f"{summary['trivial_dice']:.4f} (all foreground or all background, whichever is higher; margin "
+            f"{TRIVIAL_MARGIN}): the model has not learned the task. Likely causes: too little training "
+            "(raise `epochs`, `train.steps_per_epoch`), a learning rate too high or too low "
+            "(`train.learning_rate`), rare foreground (`train.loss: bce+dice` or `focal`), a threshold off the "
+            "probabilities (`evaluate.threshold`, see metrics/threshold_curve.csv), too few labeled images "
+            "(`split.initial_labeled`, annotate a query round) or masks that do not match their images "
+            "(`ingest.mask_rule`, data/ingested/masks)")
 
 
 def threshold_table(truth: np.ndarray, probabilities: np.ndarray,

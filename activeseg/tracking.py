@@ -213,10 +213,19 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
+def log_summary(mlflow, summary: dict, prefix: str) -> None:
+    """Numbers as metrics named ``<prefix><key>``; true/false outcomes as tags ``<key>`` = true/false."""
+    mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in summary.items() if not isinstance(value, bool)})
+    for key, value in summary.items():
+        if isinstance(value, bool):
+            mlflow.set_tag(key, str(value).lower())
+
+
 def log_evaluation(mlflow, summary: dict, files: list[str | Path], overlays_dir: str | Path, figure) -> None:
     """Test metrics (``test_`` prefix), the evaluation tables, the overlays and the threshold
-    curve, under the ``evaluation/`` artifact folder of the pipeline's run."""
-    mlflow.log_metrics({f"test_{key}": float(value) for key, value in summary.items()})
+    curve, under the ``evaluation/`` artifact folder of the pipeline's run; true/false outcomes
+    (``beats_trivial``) become tags, which the runs table can filter on."""
+    log_summary(mlflow, summary, "test_")
     for path in files:
         mlflow.log_artifact(str(path), artifact_path="evaluation")
     mlflow.log_artifacts(str(overlays_dir), artifact_path="evaluation/overlays")

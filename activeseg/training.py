@@ -8,7 +8,8 @@ early when it stops improving, and the model written is the epoch with the best 
 With ``train.cascade`` the coarse stage is trained first, then frozen under the fine stage.
 
 Per-epoch metrics go to MLflow through MLflow's own Keras callback (when a run is active) and to
-a CSV table that DVC plots. The model is built and trained under the ``train.distribute``
+a CSV table that DVC plots; :func:`training_summary` adds ``val_dice_improved``, false (with
+:func:`stall_warning` naming causes and params) when validation Dice never rose above its first epoch's. The model is built and trained under the ``train.distribute``
 strategy (see :mod:`activeseg.distribute`). With ``train.resume`` the run backs itself up every
 epoch (see :func:`resumable_fit`).
 """
@@ -109,6 +110,29 @@ def _fit(model: keras.Model, params: TrainParams, epochs: int, data: tf.data.Dat
     table = pd.concat([resumed.history, pd.DataFrame(history.history)], ignore_index=True)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     return table[[column for column in HISTORY_COLUMNS if column in table.columns]]
+
+
+def training_summary(history: pd.DataFrame, train_images: int) -> dict:
+    """``metrics/train.json``: the best epoch, and whether validation Dice ever rose above its first
+    epoch's (a run of one epoch cannot show that it did)."""
+    best = history.loc[history["val_dice"].idxmax()]
+    return {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
+            "epochs_run": int(len(history)), "train_images": int(train_images),
+            "val_dice_improved": bool(history["val_dice"].iloc[1:].gt(history["val_dice"].iloc[0]).any())}
+
+
+def stall_warning(summary: dict) -> str | None:
+    """One line naming the likely causes and the params to change when validation Dice never rose."""
+    if summary["val_dice_improved"]:
+        return None
+    if summary["epochs_run"] == 1:
+        return ("train: warning: one epoch only, so validation Dice cannot be seen to improve; raise `epochs` "
+                "to know whether the model learns")
+    return (f"train: warning: validation Dice never rose above its first epoch's in {summary['epochs_run']} epochs "
+            f"(best {summary['best_val_dice']:.4f}): the model is not learning. Likely causes: a learning rate too "
+            "high or too low (`train.learning_rate`), rare foreground (`train.loss: bce+dice` or `focal`), too few "
+            "labeled or validation images (`split.initial_labeled`, `split.val_count`), early stopping too eager "
+            "(`train.early_stopping_patience`) or masks that do not match their images (`ingest.mask_rule`)")
 
 
 def train(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,

@@ -5,8 +5,8 @@ import argparse
 from pathlib import Path
 
 from activeseg.errors import run_main
-from activeseg.evaluation import (evaluate, predict_probabilities, threshold_figure, threshold_table,
-                                  write_overlays)
+from activeseg.evaluation import (evaluate, failure_warning, predict_probabilities, threshold_figure,
+                                  threshold_table, write_overlays)
 from activeseg.model import load_model
 from activeseg.outputs import write_csv, write_json
 from activeseg.params import load_params
@@ -44,6 +44,9 @@ def main() -> None:
         if mlflow:
             log_evaluation(mlflow, summary, [args.per_image, args.curve], args.overlays,
                            threshold_figure(curve, threshold))
+    warning = failure_warning(summary)
+    if warning:
+        print(warning)
 
 
 if __name__ == "__main__":

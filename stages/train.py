@@ -9,7 +9,7 @@ from activeseg.outputs import write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_arrays, load_split_arrays
 from activeseg.runtime import seed_everything
-from activeseg.tracking import log_keras_model, mlflow_callbacks, start_run
+from activeseg.tracking import log_keras_model, log_summary, mlflow_callbacks, start_run
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--run-record", required=True)
     args = parser.parse_args()
     params = load_params(args.params)
-    from activeseg.training import train
+    from activeseg.training import stall_warning, train, training_summary
 
     seed_everything(params.seed)
     transform = Transform.load(Path(args.prepared) / "stats.json")
@@ -33,16 +33,17 @@ def main() -> None:
     with start_run(params, data_version, args.run_record) as mlflow:
         history = train(params.train, params.epochs, transform, train_set, val_set, args.model,
                         extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed)
-        best = history.loc[history["val_dice"].idxmax()]
-        summary = {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
-                   "epochs_run": int(len(history)), "train_images": int(len(train_set))}
+        summary = training_summary(history, len(train_set))
         write_csv(args.history, history)
         write_json(args.metrics, summary)
         if mlflow:
-            mlflow.log_metrics({f"train_{key}": value for key, value in summary.items()})
+            log_summary(mlflow, summary, "train_")
             mlflow.log_artifact(args.history)
             if params.tracking.log_model:
                 log_keras_model(mlflow, args.model)
+    warning = stall_warning(summary)
+    if warning:
+        print(warning)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, evaluate, overlay, threshold_table,
+from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, evaluate, failure_warning, overlay, threshold_table,
                                   write_overlays)
 from activeseg.imageio import read_image
 from activeseg.preprocess import SplitArrays, Transform, load_split_arrays, save_arrays
@@ -58,6 +58,29 @@ def test_overlays_worst_and_best_named_by_rank(tmp_path):
     assert read_image(tmp_path / "overlays" / "worst1.png").shape[2] == 3
     write_overlays(tmp_path / "all", table, split.ids, split.images, split.masks, probabilities, 0.5, 50)
     assert len(list((tmp_path / "all").iterdir())) == 2 * len(split.ids)  # capped at the images there are
+
+
+def test_trivial_baseline_is_the_better_of_all_foreground_and_all_background():
+    split = synthetic_test_split()
+    exact = split.masks[..., 0].astype(np.float32)
+    summary, _ = evaluate(split.ids, split.masks, exact, 0.5)
+    assert summary["beats_trivial"] is True and failure_warning(summary) is None
+    empty = np.zeros_like(split.masks)  # all background is a perfect score on empty masks
+    summary, _ = evaluate(split.ids, empty, np.full(exact.shape, 0.1, np.float32), 0.5)
+    assert summary["trivial_dice"] == 1.0 and summary["beats_trivial"] is False
+
+
+def foreground_everywhere_model(path, size=32, channels=3):
+    """A model that learned nothing: probability ~1 at every pixel."""
+    import keras
+
+    from activeseg.model import save_model
+
+    model = keras.Sequential([keras.Input((size, size, channels)),
+                              keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer="zeros",
+                                                  bias_initializer=keras.initializers.Constant(5.0))])
+    save_model(model, path)
+    return path
 
 
 def test_threshold_table_is_the_curve_dvc_plots():
@@ -142,3 +165,24 @@ def test_evaluate_stage_without_a_model_is_one_line_naming_it(evaluate_inputs):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and "missing.keras" in last_line and "dvc repro train" in last_line
     assert not (folder / "metrics" / "evaluate.json").exists()
+
+
+def test_a_model_predicting_foreground_everywhere_is_reported_as_a_failure(evaluate_inputs, tmp_path):
+    from mlflow import MlflowClient
+
+    folder, _ = evaluate_inputs
+    model_path = foreground_everywhere_model(tmp_path / "everywhere.keras")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("activeseg")).info.run_id
+    client.set_terminated(run_id)
+    (folder / "run.json").write_text(json.dumps({"run_id": run_id}))
+    result = run_evaluate_stage(folder, model_path, {**project_env(REPO_ROOT), "MLFLOW_TRACKING_URI": store})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((folder / "metrics" / "evaluate.json").read_text())
+    assert summary["dice"] == pytest.approx(summary["trivial_dice"]) and summary["beats_trivial"] is False
+    warning = [line for line in result.stdout.splitlines() if line.startswith("evaluate: warning:")]
+    assert len(warning) == 1 and "trivial baseline" in warning[0]
+    assert all(param in warning[0] for param in ("`epochs`", "`train.learning_rate`", "`train.loss"))
+    run = client.get_run(run_id)
+    assert run.data.tags["beats_trivial"] == "false" and "test_beats_trivial" not in run.data.metrics

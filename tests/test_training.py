@@ -13,7 +13,8 @@ from activeseg.model import load_model
 from activeseg.params import LOSSES, TrainParams, load_params
 from activeseg.preprocess import SplitArrays, Transform
 from activeseg.runtime import seed_everything
-from activeseg.training import HISTORY_COLUMNS, build_loss, steps_per_epoch, train, training_dataset
+from activeseg.training import (HISTORY_COLUMNS, build_loss, stall_warning, steps_per_epoch, train, training_dataset,
+                                training_summary)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TrainParams(architecture="unet_plain", plain_filters=4, batch_size=4, dropout=0.1)
@@ -79,6 +80,21 @@ def test_train_learns_and_writes_the_best_model(tmp_path):
     predicted = model.predict(TRANSFORM.normalize(val.images), verbose=0) > 0.5
     dice = 2 * (predicted & (val.masks > 0)).sum() / (predicted.sum() + val.masks.sum())
     assert dice == pytest.approx(history["val_dice"].max(), abs=0.05)  # the best epoch was kept
+
+
+@pytest.mark.parametrize("val_dice, improved", [([0.3, 0.3, 0.2], False), ([0.3], False), ([0.3, 0.2, 0.5], True)])
+def test_a_validation_dice_that_never_rose_is_reported(val_dice, improved):
+    import pandas as pd
+
+    history = pd.DataFrame({"epoch": range(1, len(val_dice) + 1), "val_dice": val_dice})
+    summary = training_summary(history, 12)
+    assert summary["val_dice_improved"] is improved
+    assert summary["best_val_dice"] == max(val_dice) and summary["best_epoch"] == 1 + val_dice.index(max(val_dice))
+    warning = stall_warning(summary)
+    assert (warning is None) == improved
+    if not improved:
+        assert warning.startswith("train: warning:")
+        assert ("`epochs`" if len(val_dice) == 1 else "`train.learning_rate`") in warning
 
 
 def test_training_is_repeatable_with_the_same_seed(tmp_path):
