@@ -137,10 +137,11 @@ def load_split_arrays(prepared_dir: str | Path, split: str) -> SplitArrays:
 
 def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: PreprocessParams,
                out_dir: str | Path) -> Transform:
-    """Resize every split, compute normalisation statistics on train, write arrays and stats."""
+    """Scale and resize every split, compute normalisation statistics on train, write arrays and stats."""
     ingested_dir = Path(ingested_dir)
-    shape_only = Transform(params.size, params.channels, params.normalization, (0.0,), (1.0,),
-                           params.intensity, tuple(params.percentiles))
+    unfitted = Transform(  # everything but the training statistics, which need the arrays it makes
+        params.size, params.channels, params.normalization, (0.0,), (1.0,), params.intensity,
+        tuple(params.percentiles))
     arrays: dict[str, SplitArrays] = {}
     for split in ("train", "val", "test", "pool"):
         rows = split_frame[split_frame["split"] == split]
@@ -148,13 +149,13 @@ def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: Prep
         masks = np.zeros((len(rows), params.size, params.size, 1), np.uint8)
         for index, (image_id, has_mask) in enumerate(progress(
                 list(zip(rows["id"], rows["has_mask"])), f"preprocess {split}")):
-            images[index] = shape_only.prepare_image(imageio.read_native(ingested_dir / "images" / f"{image_id}.png"))
+            images[index] = unfitted.prepare_image(imageio.read_native(ingested_dir / "images" / f"{image_id}.png"))
             if has_mask:
-                masks[index] = shape_only.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
+                masks[index] = unfitted.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
         arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool))
     train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
     transform = dataclasses.replace(
-        shape_only, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),
+        unfitted, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),
         std=tuple(round(max(float(v), 1e-3), 6) for v in train_pixels.std(axis=0)))
     with atomic_path(out_dir, directory=True) as staging:
         for split, data in arrays.items():

@@ -57,6 +57,9 @@ def test_each_experiment_is_one_mlflow_run_with_params_tags_metrics_and_artifact
         assert {"test_dice", "test_mean_dice", "test_trivial_dice", "train_best_val_dice",
                 "query_pool_size"} <= set(data.metrics)
         assert len(client.get_metric_history(run_id, "val_dice")) == epochs  # per-epoch curve
+        assert data.tags["beats_trivial"] in ("true", "false") and "test_beats_trivial" not in data.metrics
+        if epochs == 1:  # one epoch cannot show a rising validation Dice
+            assert data.tags["val_dice_improved"] == "false"
         assert "validation_dice" not in data.metrics                           # ... and only once
         evaluation = {item.path for item in client.list_artifacts(run_id, "evaluation")}
         assert {"evaluation/threshold_curve.png", "evaluation/per_image.csv", "evaluation/overlays"} <= evaluation
