@@ -1,9 +1,10 @@
-"""Augment: an albumentations pipeline written in params.yaml, applied to image and mask alike.
+"""Augment: an albumentations pipeline written in params.yaml, applied to image and masks alike.
 
 The pipeline is albumentations' own serialised form (``A.to_dict`` / ``A.from_dict``), so any
 transform albumentations has can be used without code here. The augmented training set holds
 every original training image followed by ``variants`` seeded variants of each. A variant whose
-size changed (a crop) is resized back, so crops zoom in whatever ``preprocess.size`` is.
+size changed (a crop) is resized back, so crops zoom in whatever ``preprocess.size`` is. The
+``__ignore__`` mask rides along as a second mask target, so it keeps the mask's geometry.
 """
 
 from __future__ import annotations
@@ -45,18 +46,23 @@ def _resize_back(array: np.ndarray, shape: tuple, interpolation: int) -> np.ndar
 def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArrays:
     """Originals first, then ``variants`` augmented copies of each labeled training image."""
     labeled = train.has_mask
-    images, masks, ids = [train.images[labeled]], [train.masks[labeled]], [train.ids[labeled]]
+    images, masks, ignores, ids = [train.images[labeled]], [train.masks[labeled]], [train.ignore[labeled]], \
+        [train.ids[labeled]]
     for variant in progress(range(variants), "augment variants"):
-        variant_images, variant_masks = [], []
-        for image, mask in zip(train.images[labeled], train.masks[labeled]):
-            result = pipeline(image=image, mask=mask)
+        variant_images, variant_masks, variant_ignores = [], [], []
+        for image, mask, ignore in zip(train.images[labeled], train.masks[labeled], train.ignore[labeled]):
+            # padding fills masks with 0: new border pixels count as background, as they did before
+            result = pipeline(image=image, mask=mask, masks=[ignore])
             variant_images.append(_resize_back(result["image"], image.shape, cv2.INTER_LINEAR))
             variant_masks.append(_resize_back(result["mask"], mask.shape, cv2.INTER_NEAREST))
+            variant_ignores.append(_resize_back(np.asarray(result["masks"][0]), ignore.shape, cv2.INTER_NEAREST))
         images.append(np.stack(variant_images) if variant_images else train.images[:0])
         masks.append(np.stack(variant_masks) if variant_masks else train.masks[:0])
+        ignores.append(np.stack(variant_ignores) if variant_ignores else train.ignore[:0])
         ids.append(np.char.add(train.ids[labeled], f"#aug{variant + 1}"))
     all_ids = np.concatenate(ids)
-    return SplitArrays(all_ids, np.concatenate(images), np.concatenate(masks), np.ones(len(all_ids), bool))
+    return SplitArrays(all_ids, np.concatenate(images), np.concatenate(masks), np.ones(len(all_ids), bool),
+                       np.concatenate(ignores))
 
 
 def preview_grid(augmented: SplitArrays, originals: int, variants: int, path: str | Path, columns: int = 4) -> None:

@@ -6,7 +6,9 @@ the flattened masks); ``mean_*`` metrics average the per-image scores. ``trivial
 the better of two models that learned nothing would score, predicting foreground everywhere or
 background everywhere (0 unless the test masks are all empty); ``beats_trivial`` is false, and
 :func:`failure_warning` says why and what to change, when the Dice is not clearly above it.
-Empty masks and empty predictions follow the convention in :mod:`activeseg.metrics`.
+Empty masks and empty predictions follow the convention in :mod:`activeseg.metrics`. Pixels
+of ``__ignore__`` regions count in none of it (metrics, curve, foreground fraction) and are grey,
+uncoloured, in the overlays' prediction panel.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CURVE_THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))
 
 # Prediction panel colours (RGB): true positives, false positives, false negatives.
 COLOURS = {"TP": (0, 200, 0), "FP": (230, 0, 0), "FN": (0, 80, 255)}
+IGNORED_GREY = (128, 128, 128)  # pixels of __ignore__ regions, which no metric counts
 OVERLAY_MIN_SIDE = 160  # small model inputs are enlarged (nearest neighbour) to stay readable
 # A Dice this close to the trivial baseline is within the noise of a small test set: not a model
 # that learned the task.
@@ -41,22 +44,26 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 16) -> np
     return model.predict(images, batch_size=batch_size, verbose=0)[..., 0]
 
 
-def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, threshold: float
-             ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Summary metrics and a per-image table sorted worst Dice first."""
+def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, threshold: float,
+             ignore: np.ndarray | None = None) -> tuple[dict[str, float], pd.DataFrame]:
+    """Summary metrics and a per-image table sorted worst Dice first; ``ignore`` (1 = left out)
+    as in :mod:`activeseg.metrics`."""
     truth = truth.reshape(probabilities.shape).astype(bool)
+    counted = np.ones_like(truth) if ignore is None else ~ignore.reshape(truth.shape).astype(bool)
     predicted = probabilities > threshold
-    summary = pooled_scores(truth, predicted)
-    per_image = per_image_scores(truth, predicted)
+    summary = pooled_scores(truth, predicted, ignore)
+    per_image = per_image_scores(truth, predicted, ignore)
     for name in METRIC_NAMES:
         summary[f"mean_{name}"] = float(per_image[name].mean()) if len(ids) else 0.0
-    summary["trivial_dice"] = max(pooled_scores(truth, np.ones_like(truth))["dice"],
-                                  pooled_scores(truth, np.zeros_like(truth))["dice"])
+    summary["trivial_dice"] = max(pooled_scores(truth, np.ones_like(truth), ignore)["dice"],
+                                  pooled_scores(truth, np.zeros_like(truth), ignore)["dice"])
     summary["beats_trivial"] = bool(summary["dice"] > summary["trivial_dice"] + TRIVIAL_MARGIN)
     summary["threshold"] = threshold
     summary["images"] = int(len(ids))
+    counted_pixels = counted.reshape(len(truth), -1).sum(axis=1)
+    foreground_pixels = (truth & counted).reshape(len(truth), -1).sum(axis=1)
     table = pd.DataFrame({"id": ids.astype(str), **{name: per_image[name] for name in METRIC_NAMES},
-                          "foreground_fraction": truth.reshape(len(truth), -1).mean(axis=1)})
+                          "foreground_fraction": foreground_pixels / np.maximum(counted_pixels, 1)})
     table = table.sort_values(["dice", "id"], kind="stable").reset_index(drop=True)
     return summary, table
 
@@ -76,10 +83,10 @@ def failure_warning(summary: dict) -> str | None:
             "(`ingest.mask_rule`, data/ingested/masks)")
 
 
-def threshold_table(truth: np.ndarray, probabilities: np.ndarray,
-                    thresholds=CURVE_THRESHOLDS) -> pd.DataFrame:
+def threshold_table(truth: np.ndarray, probabilities: np.ndarray, thresholds=CURVE_THRESHOLDS,
+                    ignore: np.ndarray | None = None) -> pd.DataFrame:
     """Pooled precision, recall and F1 at each threshold: the data of the DVC plot."""
-    return pd.DataFrame(threshold_curve(truth, probabilities, thresholds)).round(6)
+    return pd.DataFrame(threshold_curve(truth, probabilities, thresholds, ignore)).round(6)
 
 
 def threshold_figure(table: pd.DataFrame, threshold: float):
@@ -103,16 +110,18 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour=(0, 0, 
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
 
 
-def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, caption: str = "") -> np.ndarray:
+def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, caption: str = "",
+            ignored: np.ndarray | None = None) -> np.ndarray:
     """Image | ground truth | prediction, under a caption; in the prediction panel true positives
-    are green, false positives red and false negatives blue."""
+    are green, false positives red, false negatives blue and ``ignored`` pixels grey."""
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 or image.shape[-1] == 1 else image.copy()
     rgb = rgb.reshape(truth.shape + (3,))
     truth_panel = rgb.copy()
     truth_panel[truth] = (0.5 * truth_panel[truth] + [0, 127, 0]).astype(np.uint8)
     prediction_panel = rgb.copy()
-    for region, colour in ((truth & predicted, COLOURS["TP"]), (~truth & predicted, COLOURS["FP"]),
-                           (truth & ~predicted, COLOURS["FN"])):
+    counted = np.ones_like(truth) if ignored is None else ~ignored
+    for region, colour in ((truth & predicted & counted, COLOURS["TP"]), (~truth & predicted & counted, COLOURS["FP"]),
+                           (truth & ~predicted & counted, COLOURS["FN"]), (~counted, IGNORED_GREY)):
         prediction_panel[region] = (0.4 * prediction_panel[region] + 0.6 * np.array(colour)).astype(np.uint8)
     scale = max(1, math.ceil(OVERLAY_MIN_SIDE / min(truth.shape)))
     panels = [cv2.resize(panel, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
@@ -132,7 +141,8 @@ def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, caption
 
 
 def write_overlays(out_dir: str | Path, table: pd.DataFrame, ids: np.ndarray, images: np.ndarray,
-                   truth: np.ndarray, probabilities: np.ndarray, threshold: float, count: int) -> None:
+                   truth: np.ndarray, probabilities: np.ndarray, threshold: float, count: int,
+                   ignore: np.ndarray | None = None) -> None:
     """PNG overlays of the ``count`` worst and ``count`` best test images.
 
     Files are named by rank only (``worst1.png``, ``best1.png``), so ``dvc plots diff`` shows the
@@ -145,6 +155,7 @@ def write_overlays(out_dir: str | Path, table: pd.DataFrame, ids: np.ndarray, im
         for label, row in worst + best:
             index = index_of[row.id]
             caption = f"{label}: {row.id}  Dice {row.dice:.3f}  (threshold {threshold:g})"
+            ignored = None if ignore is None else ignore[index].reshape(probabilities.shape[1:]).astype(bool)
             picture = overlay(images[index], truth[index].reshape(probabilities.shape[1:]).astype(bool),
-                              probabilities[index] > threshold, caption)
+                              probabilities[index] > threshold, caption, ignored)
             write_png(staging / f"{label}.png", picture)

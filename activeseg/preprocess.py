@@ -3,8 +3,9 @@
 A canonical image (8- or 16-bit) is first scaled to uint8 by ``preprocess.intensity`` (``8bit``:
 16-bit divided by 257; ``minmax`` / ``percentile``: each image's own range or percentiles
 stretched to 0..255, so a 12-bit camera keeps its grey levels), then resized. Arrays are stored
-compactly as uint8 (``(N, S, S, C)`` images, ``(N, S, S, 1)`` 0/1 masks) and normalised on the fly
-by :class:`Transform`, which train, active-query, evaluate and predict all build from the same
+compactly as uint8 (``(N, S, S, C)`` images, ``(N, S, S, 1)`` 0/1 masks and 0/1 ``ignore`` masks
+of the Labelme ``__ignore__`` regions, resized like the masks) and normalised on the fly by
+:class:`Transform`, which train, active-query, evaluate and predict all build from the same
 ``stats.json``, so every consumer applies exactly the same transform.
 """
 
@@ -108,19 +109,26 @@ class Transform:
 
 @dataclasses.dataclass
 class SplitArrays:
-    """One split as arrays; ``masks`` holds zeros where ``has_mask`` is False."""
+    """One split as arrays; ``masks`` holds zeros where ``has_mask`` is False. ``ignore`` is 1 on
+    pixels left out of loss and metrics (Labelme ``__ignore__``); None means none are."""
 
     ids: np.ndarray
     images: np.ndarray
     masks: np.ndarray
     has_mask: np.ndarray
+    ignore: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ignore is None:
+            self.ignore = np.zeros_like(self.masks)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 def save_arrays(path: str | Path, arrays: SplitArrays) -> None:
-    write_npz(path, ids=arrays.ids, images=arrays.images, masks=arrays.masks, has_mask=arrays.has_mask)
+    write_npz(path, ids=arrays.ids, images=arrays.images, masks=arrays.masks, has_mask=arrays.has_mask,
+              ignore=arrays.ignore)
 
 
 def load_arrays(path: str | Path) -> SplitArrays:
@@ -128,7 +136,8 @@ def load_arrays(path: str | Path) -> SplitArrays:
     if not path.is_file():
         raise ActivesegError(f"{path}: not found; run `dvc repro` to create it")
     with np.load(path) as data:
-        return SplitArrays(ids=data["ids"], images=data["images"], masks=data["masks"], has_mask=data["has_mask"])
+        return SplitArrays(ids=data["ids"], images=data["images"], masks=data["masks"], has_mask=data["has_mask"],
+                           ignore=data["ignore"] if "ignore" in data.files else None)
 
 
 def load_split_arrays(prepared_dir: str | Path, split: str) -> SplitArrays:
@@ -147,12 +156,16 @@ def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: Prep
         rows = split_frame[split_frame["split"] == split]
         images = np.zeros((len(rows), params.size, params.size, params.channels), np.uint8)
         masks = np.zeros((len(rows), params.size, params.size, 1), np.uint8)
+        ignore = np.zeros_like(masks)
         for index, (image_id, has_mask) in enumerate(progress(
                 list(zip(rows["id"], rows["has_mask"])), f"preprocess {split}")):
             images[index] = unfitted.prepare_image(imageio.read_native(ingested_dir / "images" / f"{image_id}.png"))
             if has_mask:
                 masks[index] = unfitted.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
-        arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool))
+                ignore_png = ingested_dir / "ignore" / f"{image_id}.png"
+                if ignore_png.is_file():
+                    ignore[index] = unfitted.resize_mask(imageio.read_image(ignore_png))
+        arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool), ignore)
     train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
     transform = dataclasses.replace(
         unfitted, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),

@@ -36,7 +36,7 @@ import pandas as pd
 from activeseg.acquisition import pick, rank, score_pool
 from activeseg.errors import ActivesegError
 from activeseg.evaluation import predict_probabilities
-from activeseg.metrics import pooled_scores
+from activeseg.metrics import pack_targets, pooled_scores
 from activeseg.params import Params
 from activeseg.preprocess import SplitArrays, Transform
 
@@ -57,7 +57,7 @@ class SimulationData:
     def __post_init__(self) -> None:
         keep = self.pool.has_mask.astype(bool)
         self.pool = SplitArrays(self.pool.ids[keep], self.pool.images[keep], self.pool.masks[keep],
-                                self.pool.has_mask[keep])
+                                self.pool.has_mask[keep], self.pool.ignore[keep])
         if len(self.pool) == 0:
             raise ActivesegError("data/prepared/pool.npz: no pool image has a hidden mask to reveal; the "
                                  "simulation needs split.simulate: true and masks for every image")
@@ -68,13 +68,14 @@ class SimulationData:
         return SplitArrays(np.concatenate([self.train.ids, self.pool.ids[index]]),
                            np.concatenate([self.train.images, self.pool.images[index]]),
                            np.concatenate([self.train.masks, self.pool.masks[index]]),
-                           np.ones(len(self.train) + len(index), bool))
+                           np.ones(len(self.train) + len(index), bool),
+                           np.concatenate([self.train.ignore, self.pool.ignore[index]]))
 
 
 def dice_on_test(model, data: SimulationData, threshold: float) -> float:
     probabilities = predict_probabilities(model, data.transform.normalize(data.test.images))
     truth = data.test.masks[..., 0].astype(bool)
-    return pooled_scores(truth, probabilities > threshold)["dice"]
+    return pooled_scores(truth, probabilities > threshold, data.test.ignore)["dice"]
 
 
 class Trainer:
@@ -102,7 +103,7 @@ class Trainer:
         self.model.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
         self._initial_variables: dict[int, list] = {}
-        self._val = (data.transform.normalize(data.val.images), data.val.masks.astype(np.float32))
+        self._val = (data.transform.normalize(data.val.images), pack_targets(data.val.masks, data.val.ignore))
 
     def reset(self, seed: int) -> None:
         """Make the model the fresh model of ``seed``: weights, batch-norm statistics and dropout
@@ -127,23 +128,23 @@ class Trainer:
         epochs, steps = self.params.simulation.epochs_per_round, self.params.simulation.steps_per_epoch
         best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
                                                    restore_best_weights=True)
-        images, masks = self.data.transform.normalize(labeled.images), labeled.masks.astype(np.float32)
+        images, targets = self.data.transform.normalize(labeled.images), pack_targets(labeled.masks, labeled.ignore)
         if steps:
-            self.model.fit(labeled_stream(images, masks, self.params.train.batch_size, seed), steps_per_epoch=steps,
+            self.model.fit(labeled_stream(images, targets, self.params.train.batch_size, seed), steps_per_epoch=steps,
                            shuffle=False, validation_data=self._val, epochs=epochs, callbacks=[best_epoch],
                            verbose=0)
         else:
-            self.model.fit(images, masks, validation_data=self._val, epochs=epochs,
+            self.model.fit(images, targets, validation_data=self._val, epochs=epochs,
                            batch_size=self.params.train.batch_size, shuffle=True, callbacks=[best_epoch], verbose=0)
         return self.model
 
 
-def labeled_stream(images: np.ndarray, masks: np.ndarray, batch_size: int, seed: int):
+def labeled_stream(images: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
     """Endless batches of the labeled images, reshuffled each pass (seeded): for a fixed number of
     steps per epoch whatever the number of labeled images."""
     import tensorflow as tf
 
-    return (tf.data.Dataset.from_tensor_slices((images, masks))
+    return (tf.data.Dataset.from_tensor_slices((images, targets))
             .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
             .repeat().batch(batch_size).prefetch(1))
 

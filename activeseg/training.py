@@ -3,7 +3,9 @@
 The training images stay uint8 in memory and flow through a seeded ``tf.data`` pipeline that
 shuffles, optionally cuts random crops (``train.crop_size``: cheaper steps, more of them),
 normalises with the project's :class:`~activeseg.preprocess.Transform` and prefetches, so the
-model never waits for data. Adam's rate is halved when validation Dice stalls, training stops
+model never waits for data. Targets carry the ``__ignore__`` mask as a second channel (see
+:func:`activeseg.metrics.pack_targets`), so loss and validation Dice leave those pixels out and
+random crops cut mask and ignore mask together. Adam's rate is halved when validation Dice stalls, training stops
 early when it stops improving, and the model written is the epoch with the best validation Dice.
 With ``train.cascade`` the coarse stage is trained first, then frozen under the fine stage.
 
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from activeseg.distribute import make_strategy
-from activeseg.metrics import keras_dice
+from activeseg.metrics import keras_dice, pack_targets, unpack_targets
 from activeseg.model import build_cascade, build_coarse, build_unet, load_model, save_model
 from activeseg.params import TrainParams
 from activeseg.preprocess import SplitArrays, Transform
@@ -39,14 +41,19 @@ HISTORY_COLUMNS = ("epoch", "loss", "dice", "val_loss", "val_dice", "learning_ra
 
 
 def build_loss(expression: str):
-    """``bce``, ``dice``, ``focal``, ``jaccard`` or a sum of them such as ``bce+dice``."""
+    """``bce``, ``dice``, ``focal``, ``jaccard`` or a sum of them such as ``bce+dice``, of packed
+    targets (:func:`activeseg.metrics.pack_targets`): ignored pixels weigh nothing."""
     sm = segmentation_models()
     by_name = {"bce": sm.losses.BinaryCELoss, "dice": sm.losses.DiceLoss,
                "focal": sm.losses.BinaryFocalLoss, "jaccard": sm.losses.JaccardLoss}
     parts = [by_name[part.strip()]() for part in expression.split("+")]
-    loss = parts[0]
+    summed = parts[0]
     for part in parts[1:]:
-        loss = loss + part
+        summed = summed + part
+
+    def loss(y_true, y_pred):
+        return summed(*unpack_targets(y_true, y_pred))
+
     return loss
 
 
@@ -58,22 +65,24 @@ def steps_per_epoch(params: TrainParams, images: int) -> int:
 def training_dataset(train_set: SplitArrays, transform: Transform, params: TrainParams, seed: int) -> tf.data.Dataset:
     """Endless seeded batches: shuffle, random crop (if ``crop_size``), normalise, prefetch."""
     labeled = train_set.has_mask
-    images, masks = train_set.images[labeled], train_set.masks[labeled]
+    images = train_set.images[labeled]
+    # packed as uint8 (not pack_targets' float32): the set stays as small in memory as the arrays
+    targets = np.concatenate([train_set.masks[labeled], train_set.ignore[labeled]], axis=-1)
     crop = params.crop_size if 0 < params.crop_size < transform.size else 0
     channels = transform.channels
 
     def prepare(index, example):
-        image, mask = example
+        image, target = example
         image = transform.normalize_tensor(image)
-        mask = tf.cast(mask, tf.float32)
+        target = tf.cast(target, tf.float32)
         if crop:
             # A stateless crop keyed on (seed, position in the stream) is reproducible and differs per step.
-            both = tf.image.stateless_random_crop(tf.concat([image, mask], axis=-1), (crop, crop, channels + 1),
+            both = tf.image.stateless_random_crop(tf.concat([image, target], axis=-1), (crop, crop, channels + 2),
                                                   seed=tf.stack([tf.constant(seed, tf.int64), index]))
-            image, mask = both[..., :channels], both[..., channels:]
-        return image, mask
+            image, target = both[..., :channels], both[..., channels:]
+        return image, target
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, masks))
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
     # One serial map thread and no autotuning: on a 2-core CPU AUTOTUNE's extra threads took
     # cores from the training step itself (pipeline at 0.72x in-memory speed, 1.06x without them).
@@ -85,8 +94,9 @@ def training_dataset(train_set: SplitArrays, transform: Transform, params: Train
 
 
 def validation_arrays(val_set: SplitArrays, transform: Transform) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised images and packed targets (mask and ignore mask) of the labeled images."""
     labeled = val_set.has_mask
-    return transform.normalize(val_set.images[labeled]), val_set.masks[labeled].astype(np.float32)
+    return transform.normalize(val_set.images[labeled]), pack_targets(val_set.masks[labeled], val_set.ignore[labeled])
 
 
 def _fit(model: keras.Model, params: TrainParams, epochs: int, data: tf.data.Dataset, steps: int,
@@ -187,7 +197,7 @@ def run_fingerprint(params: TrainParams, epochs: int, seed: int, transform: Tran
     digest = hashlib.sha256(json.dumps({"train": repr(params), "epochs": epochs, "seed": seed,
                                         "transform": repr(transform)},
                                        sort_keys=True).encode())
-    for array in (train_set.images, train_set.masks, val_set.images, val_set.masks):
+    for array in (train_set.images, train_set.masks, train_set.ignore, val_set.images, val_set.masks, val_set.ignore):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 

@@ -30,14 +30,14 @@ def main() -> None:
     transform = Transform.load(Path(args.prepared) / "stats.json")
     test = load_split_arrays(args.prepared, "test")
     probabilities = predict_probabilities(load_model(args.model), transform.normalize(test.images))
-    summary, per_image = evaluate(test.ids, test.masks, probabilities, threshold)
-    curve = threshold_table(test.masks, probabilities)
+    summary, per_image = evaluate(test.ids, test.masks, probabilities, threshold, test.ignore)
+    curve = threshold_table(test.masks, probabilities, ignore=test.ignore)
     write_json(args.metrics, {key: round(value, 6) if isinstance(value, float) else value
                               for key, value in summary.items()})
     write_csv(args.per_image, per_image)
     write_csv(args.curve, curve)
     write_overlays(args.overlays, per_image, test.ids, test.images, test.masks, probabilities, threshold,
-                   params.evaluate.overlays)
+                   params.evaluate.overlays, test.ignore)
     print("evaluate: " + ", ".join(f"{name} {summary[name]:.4f}" for name in
                                    ("dice", "precision", "recall", "iou", "trivial_dice")))
     with resume_run(params.tracking, args.run_record) as mlflow:

@@ -89,3 +89,34 @@ def test_per_image_mean_is_not_pooled_when_an_image_is_empty():
     predicted[1, 0, 0] = True     # image 1: empty, one false positive
     assert per_image_scores(truth, predicted)["dice"].tolist() == [1.0, 0.0]
     assert pooled_scores(truth, predicted)["dice"] == pytest.approx(16 / 17)
+
+
+def _flipped(probabilities: np.ndarray, where: np.ndarray) -> np.ndarray:
+    return np.where(where, 1.0 - probabilities, probabilities).astype(np.float32)
+
+
+def _every_metric(truth, probabilities, ignore) -> dict:
+    ids = np.array([f"img{i}" for i in range(len(truth))])
+    summary, table = evaluate(ids, truth, probabilities, 0.5, ignore)
+    curve = threshold_curve(truth, probabilities, [0.2, 0.5, 0.8], ignore)
+    return {**summary, **{f"table_{name}": table[name].tolist() for name in table.columns if name != "id"},
+            **{f"curve_{name}": values.tolist() for name, values in curve.items()}}
+
+
+def test_predictions_under_ignored_pixels_change_no_metric(masks):
+    truth, probabilities = masks
+    ignore = np.zeros(truth.shape, np.uint8)
+    ignore[:, 4:10, 4:10] = 1                 # over foreground and background alike
+    ignored, counted = ignore[..., 0].astype(bool), ~ignore[..., 0].astype(bool)
+    scores = _every_metric(truth, probabilities, ignore)
+    assert scores == _every_metric(truth, _flipped(probabilities, ignored), ignore)
+    changed = _every_metric(truth, _flipped(probabilities, counted & (np.arange(16) < 3)), ignore)
+    differing = {name for name in scores if scores[name] != changed[name]}
+    assert differing >= {"dice", "f1", "precision", "recall", "iou", "mean_dice", "mean_iou", "table_dice",
+                         "curve_precision", "curve_recall", "curve_f1"}
+    # the ignored pixels are simply not there: sklearn on the counted pixels agrees
+    predicted = probabilities > 0.5
+    for name, expected in sklearn_scores(truth[..., 0][counted], predicted[counted]).items():
+        assert scores[name] == pytest.approx(expected, abs=1e-12), name
+    assert scores["trivial_dice"] == pytest.approx(f1_score(truth[..., 0][counted], np.ones(counted.sum(), int)))
+    assert scores["table_foreground_fraction"][0] == pytest.approx(truth[0, ..., 0][counted[0]].mean())

@@ -1,4 +1,5 @@
-"""Training: each loss, the seeded input pipeline, the best model written, the cascade switch."""
+"""Training: each loss, the seeded input pipeline, the best model written, the cascade switch,
+``__ignore__`` pixels left out of loss, validation Dice and crops."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import numpy as np
 import pytest
 
 from activeseg.errors import ActivesegError
+from activeseg.metrics import keras_dice, pack_targets
 from activeseg.model import load_model
 from activeseg.params import LOSSES, TrainParams, load_params
 from activeseg.preprocess import SplitArrays, Transform
 from activeseg.runtime import seed_everything
 from activeseg.training import (HISTORY_COLUMNS, build_loss, stall_warning, steps_per_epoch, train, training_dataset,
-                                training_summary)
+                                training_summary, validation_arrays)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TrainParams(architecture="unet_plain", plain_filters=4, batch_size=4, dropout=0.1)
@@ -49,8 +51,9 @@ def test_input_pipeline_is_seeded_and_crops():
     first = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(3))]
     again = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(3))]
     other = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=4), range(3))]
-    images, masks = first[0]
-    assert images.shape == (4, 16, 16, 1) and masks.shape == (4, 16, 16, 1)
+    images, targets = first[0]
+    masks = targets[..., :1]
+    assert images.shape == (4, 16, 16, 1) and targets.shape == (4, 16, 16, 2)  # mask and ignore mask
     assert set(np.unique(masks.numpy())) <= {0.0, 1.0}
     for (x1, y1), (x2, y2) in zip(first, again):
         np.testing.assert_array_equal(x1.numpy(), x2.numpy())
@@ -60,6 +63,41 @@ def test_input_pipeline_is_seeded_and_crops():
     foreground = masks.numpy().astype(bool)
     if foreground.any() and (~foreground).any():
         assert images.numpy()[foreground].mean() > images.numpy()[~foreground].mean()
+
+
+@pytest.mark.parametrize("expression", [*LOSSES, "bce+dice"])
+def test_predictions_under_ignored_pixels_change_neither_loss_nor_validation_dice(expression):
+    rng = np.random.default_rng(0)
+    masks = (rng.random((2, 8, 8, 1)) < 0.4).astype(np.uint8)
+    ignore = np.zeros_like(masks)
+    ignore[:, 2:5, 2:6] = 1                       # over foreground and background alike
+    targets = pack_targets(masks, ignore)
+    predicted = rng.uniform(0.05, 0.95, masks.shape).astype(np.float32)
+    under_ignore = np.where(ignore > 0, 1.0 - predicted, predicted).astype(np.float32)
+    elsewhere = np.where((ignore == 0) & (masks > 0), 0.01, predicted).astype(np.float32)
+    loss, dice = build_loss(expression), keras_dice()
+    for function in (loss, dice):
+        assert float(function(targets, under_ignore)) == float(function(targets, predicted))
+        assert float(function(targets, elsewhere)) != float(function(targets, predicted))
+    # no gradient flows from an ignored pixel
+    import tensorflow as tf
+
+    prediction = tf.Variable(predicted)
+    with tf.GradientTape() as tape:
+        value = loss(tf.constant(targets), prediction)
+    gradient = tape.gradient(value, prediction).numpy()
+    assert not gradient[ignore > 0].any() and gradient[ignore == 0].any()
+
+
+def test_crops_and_validation_carry_the_ignore_mask():
+    data = _blobs(6, 0)
+    data.ignore = data.masks.copy()               # ignore exactly the foreground: the crop must keep them equal
+    params = dataclasses.replace(TINY, crop_size=16)
+    _, targets = next(iter(training_dataset(data, TRANSFORM, params, seed=3)))
+    np.testing.assert_array_equal(targets.numpy()[..., 0], targets.numpy()[..., 1])
+    assert targets.numpy()[..., 1].any()
+    _, val_targets = validation_arrays(data, TRANSFORM)
+    np.testing.assert_array_equal(val_targets, pack_targets(data.masks, data.ignore))
 
 
 def test_steps_per_epoch_defaults_to_one_pass():
