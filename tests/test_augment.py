@@ -1,5 +1,6 @@
 """Augmentation: albumentations' own serialisation round trip, seeded variants, masks kept binary,
-crops resized back, bad pipelines as one-line errors, and the preview PNG."""
+crops resized back, the ignore mask given the mask's geometry, bad pipelines as one-line errors,
+and the preview PNG."""
 
 from __future__ import annotations
 
@@ -68,6 +69,17 @@ def test_a_crop_is_resized_back_to_the_input_size():
     result = augment(_cells(), build_pipeline(crop, seed=0), variants=1)
     assert result.images.shape == (6, 64, 64, 1)
     assert set(np.unique(result.masks)) <= {0, 1}
+
+
+def test_the_ignore_mask_gets_the_same_geometry_as_the_mask():
+    data = _cells()
+    plain = augment(data, build_pipeline(DEFAULT_PIPELINE, seed=7), variants=3)
+    data.ignore = data.masks.copy()  # ignore exactly the foreground: every variant must keep them equal
+    carried = augment(data, build_pipeline(DEFAULT_PIPELINE, seed=7), variants=3)
+    np.testing.assert_array_equal(carried.ignore, carried.masks)
+    np.testing.assert_array_equal(carried.masks, plain.masks)   # the extra target changes no random draw
+    np.testing.assert_array_equal(carried.images, plain.images)
+    assert not np.array_equal(carried.ignore[3:], np.concatenate([data.ignore] * 3))  # the variants moved
 
 
 def test_an_unknown_transform_is_a_one_line_error():

@@ -93,3 +93,22 @@ def test_stats_json_without_intensity_loads_as_8bit(tmp_path):
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"size": 8, "channels": 1, "normalization": "unit", "mean": [0.0], "std": [1.0]}))
     assert Transform.load(stats).intensity == "8bit"
+
+
+def test_ignore_regions_are_resized_like_the_masks_and_default_to_none(tmp_path):
+    region = np.zeros((40, 40), np.uint8)
+    region[5:25, 10:35] = 255
+    for name in ("a", "b"):
+        write_png(tmp_path / "images" / f"{name}.png", np.full((40, 40), 90, np.uint8))
+        write_png(tmp_path / "masks" / f"{name}.png", region)
+    write_png(tmp_path / "ignore" / "a.png", region)  # only a has __ignore__ regions
+    split = pd.DataFrame({"id": ["a", "b"], "split": ["test", "test"], "has_mask": True})
+    params = PreprocessParams(size=16, channels=1, normalization="unit")
+    preprocess(tmp_path, split, params, tmp_path / "prepared")
+    test = load_split_arrays(tmp_path / "prepared", "test")
+    assert test.ignore.dtype == np.uint8 and test.ignore.shape == test.masks.shape
+    np.testing.assert_array_equal(test.ignore[0], test.masks[0])  # same geometry as the mask
+    assert test.ignore[0].any() and not test.ignore[1].any()
+    first = (tmp_path / "prepared" / "test.npz").read_bytes()
+    preprocess(tmp_path, split, params, tmp_path / "prepared")
+    assert (tmp_path / "prepared" / "test.npz").read_bytes() == first  # still byte-reproducible
