@@ -10,8 +10,8 @@ import pytest
 import yaml
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, evaluate, failure_warning, overlay, threshold_table,
-                                  write_overlays)
+from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, IGNORED_GREY, evaluate, failure_warning, overlay,
+                                  threshold_table, write_overlays)
 from activeseg.imageio import read_image
 from activeseg.preprocess import SplitArrays, Transform, load_split_arrays, save_arrays
 from conftest import REPO_ROOT, project_env, tiny_params_dict
@@ -44,6 +44,13 @@ def test_overlay_colours_true_false_positives_and_negatives():
         pixel = prediction_pixel(row, column)
         assert int(np.argmax(pixel)) == int(np.argmax(COLOURS[name])), (name, pixel)
     assert prediction_pixel(12, 12).tolist() == [128, 128, 128]  # true negative: the image itself
+    ignored = np.zeros((16, 16), bool)
+    ignored[:, 8:] = True         # the false positives' columns and a true negative's
+    picture = overlay(np.full((16, 16, 3), 20, np.uint8), truth, predicted, "caption", ignored)
+    for row, column in ((2, 10), (12, 12)):  # left out of the metrics: grey, not red
+        expected = (0.4 * 20 + 0.6 * np.array(IGNORED_GREY)).astype(np.uint8)
+        assert prediction_pixel(row, column).tolist() == expected.tolist()
+    assert int(np.argmax(prediction_pixel(2, 5))) == int(np.argmax(COLOURS["TP"]))
 
 
 def test_overlays_worst_and_best_named_by_rank(tmp_path):
@@ -103,7 +110,9 @@ def evaluate_inputs(tmp_path, untrained_model):
     prepared = tmp_path / "data" / "prepared"
     prepared.mkdir(parents=True)
     (prepared / "stats.json").write_text(stats_path.read_text())
-    save_arrays(prepared / "test.npz", synthetic_test_split())
+    split = synthetic_test_split()
+    split.ignore[:, :16, :16] = 1  # an __ignore__ region in every image
+    save_arrays(prepared / "test.npz", split)
     return tmp_path, model_path
 
 
@@ -137,14 +146,18 @@ def test_evaluate_stage_outputs_agree_with_sklearn_and_land_in_the_mlflow_run(ev
     transform = Transform.load(folder / "data" / "prepared" / "stats.json")
     test = load_split_arrays(folder / "data" / "prepared", "test")
     predicted = load_model(model_path).predict(transform.normalize(test.images), verbose=0)[..., 0] > 0.5
-    truth = test.masks[..., 0].ravel()
-    assert summary["dice"] == pytest.approx(f1_score(truth, predicted.ravel(), zero_division=0), abs=1e-6)
-    assert summary["precision"] == pytest.approx(precision_score(truth, predicted.ravel(), zero_division=0),
-                                                 abs=1e-6)
+    counted = test.ignore[..., 0] == 0  # metrics and curve leave the __ignore__ regions out
+    assert summary["precision"] != pytest.approx(precision_score(test.masks.ravel(), predicted.ravel()), abs=1e-3)
+    truth, predicted = test.masks[..., 0][counted], predicted[counted]
+    assert summary["dice"] == pytest.approx(f1_score(truth, predicted, zero_division=0), abs=1e-6)
+    assert summary["precision"] == pytest.approx(precision_score(truth, predicted, zero_division=0), abs=1e-6)
     assert summary["images"] == 5 and set(per_image["id"]) == set(test.ids)
     assert list(per_image.columns) == ["id", "dice", "f1", "precision", "recall", "iou", "foreground_fraction"]
     assert per_image["dice"].is_monotonic_increasing  # worst first
-    assert len(pd.read_csv(folder / "metrics" / "threshold_curve.csv")) == len(CURVE_THRESHOLDS)
+    curve = pd.read_csv(folder / "metrics" / "threshold_curve.csv")
+    assert len(curve) == len(CURVE_THRESHOLDS)
+    assert curve.loc[curve["threshold"] == 0.5, "recall"].item() == pytest.approx(
+        recall_score(truth, predicted, zero_division=0), abs=1e-6)
     assert len(list((folder / "metrics" / "overlays").glob("*.png"))) == 4
 
     run = client.get_run(run_id)
