@@ -112,3 +112,19 @@ def test_ignore_regions_are_resized_like_the_masks_and_default_to_none(tmp_path)
     first = (tmp_path / "prepared" / "test.npz").read_bytes()
     preprocess(tmp_path, split, params, tmp_path / "prepared")
     assert (tmp_path / "prepared" / "test.npz").read_bytes() == first  # still byte-reproducible
+
+
+def test_labelme_voc_ignore_regions_reach_the_prepared_arrays(tmp_path, shared_datasets):
+    from activeseg.ingest import ingest
+    from activeseg.params import IngestParams
+
+    manifest = ingest(IngestParams(raw_dir=str(shared_datasets / "labelme-voc2011")), 0, tmp_path / "ingested")
+    split = pd.DataFrame({"id": manifest["id"], "split": "test", "has_mask": True})
+    preprocess(tmp_path / "ingested", split, PreprocessParams(size=64, channels=3, normalization="unit"),
+               tmp_path / "prepared")
+    test = load_split_arrays(tmp_path / "prepared", "test")
+    fractions = dict(zip(manifest["id"], manifest["ignore_fraction"]))
+    for image_id, ignore, mask in zip(test.ids, test.ignore, test.masks):
+        assert ignore.mean() == pytest.approx(fractions[image_id], abs=0.02), image_id
+        assert not (ignore & mask).any()  # __ignore__ cuts the foreground; resizing keeps them apart
+    assert (test.ignore.reshape(len(test), -1).any(axis=1)).sum() == 2

@@ -180,3 +180,26 @@ def test_each_round_trains_a_fresh_model_that_learns(tiny_params):
     again = trainer.fit(data.labeled_with([]), seed=1)
     for a, b in zip(first, trainable(again)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_simulation_carries_ignore_regions_into_training_and_test_dice():
+    from activeseg.preprocess import SplitArrays, Transform
+    from activeseg.simulation import SimulationData, dice_on_test
+
+    def arrays(n, has_mask=True):
+        masks = np.zeros((n, 8, 8, 1), np.uint8)
+        masks[:, :4] = 1
+        ignore = np.zeros_like(masks)
+        ignore[:, :2] = 1  # half the foreground rows
+        return SplitArrays(np.array([str(i) for i in range(n)]), np.zeros((n, 8, 8, 3), np.uint8), masks,
+                           np.full(n, has_mask), ignore)
+
+    class AllForeground:
+        def predict(self, images, **_):
+            return np.ones(images.shape[:3] + (1,), np.float32)
+
+    data = SimulationData(Transform(8, 3, "unit", (0.0,), (1.0,)), arrays(2), arrays(3), arrays(1), arrays(2))
+    labeled = data.labeled_with([0, 2])
+    np.testing.assert_array_equal(labeled.ignore, np.concatenate([data.train.ignore, data.pool.ignore[[0, 2]]]))
+    # on the 6 counted rows the truth has 2 x 8 foreground pixels of 6 x 8: Dice 2*16 / (16 + 48)
+    assert dice_on_test(AllForeground(), data, 0.5) == pytest.approx(0.5)
