@@ -46,8 +46,8 @@ def _resize_back(array: np.ndarray, shape: tuple, interpolation: int) -> np.ndar
 def augment(train: SplitArrays, pipeline: A.Compose, variants: int) -> SplitArrays:
     """Originals first, then ``variants`` augmented copies of each labeled training image."""
     labeled = train.has_mask
-    images, masks, ignores, ids = [train.images[labeled]], [train.masks[labeled]], [train.ignore[labeled]], \
-        [train.ids[labeled]]
+    images, masks, ignores = [train.images[labeled]], [train.masks[labeled]], [train.ignore[labeled]]
+    ids = [train.ids[labeled]]
     for variant in progress(range(variants), "augment variants"):
         variant_images, variant_masks, variant_ignores = [], [], []
         for image, mask, ignore in zip(train.images[labeled], train.masks[labeled], train.ignore[labeled]):

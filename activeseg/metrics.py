@@ -7,9 +7,10 @@ precision / Dice / IoU (and 0.0 recall); a non-empty mask predicted empty scores
 This is ``sklearn.metrics``' ``zero_division=1.0`` when both are empty and ``0.0`` otherwise.
 For binary masks Dice equals F1; both are reported because users look for both names.
 
-Every function takes an optional ``ignore`` array (1 or True on pixels to leave out, the Labelme
-``__ignore__`` regions): those pixels count as neither true, false nor missed, whatever the
-prediction there, so an image scores as if they were not there.
+The NumPy functions take an optional ``ignore`` array (1 or True on pixels to leave out, the
+Labelme ``__ignore__`` regions): those pixels count as neither true, false nor missed, whatever
+the prediction there, so an image scores as if they were not there. The Keras metric and the
+training loss get the same mask packed into their targets (:func:`pack_targets`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ def keras_dice(threshold: float = 0.5):
 # a second channel. Zeroing truth and prediction there makes every count-based loss or metric
 # (Dice, Jaccard, tp/fp/fn) skip those pixels and gives BCE / focal there a constant, so neither
 # value nor gradient depends on the prediction under an ignored pixel.
-
 def pack_targets(masks: np.ndarray, ignore: np.ndarray) -> np.ndarray:
     """``(N, H, W, 1)`` masks and ignore masks → the ``(N, H, W, 2)`` float32 training target."""
     return np.concatenate([masks, ignore], axis=-1).astype(np.float32)
@@ -101,4 +101,3 @@ def unpack_targets(y_true, y_pred):
         return y_true, y_pred
     counted = 1.0 - y_true[..., 1:2]
     return y_true[..., :1] * counted, y_pred * counted
-

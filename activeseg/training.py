@@ -5,8 +5,9 @@ shuffles, optionally cuts random crops (``train.crop_size``: cheaper steps, more
 normalises with the project's :class:`~activeseg.preprocess.Transform` and prefetches, so the
 model never waits for data. Targets carry the ``__ignore__`` mask as a second channel (see
 :func:`activeseg.metrics.pack_targets`), so loss and validation Dice leave those pixels out and
-random crops cut mask and ignore mask together. Adam's rate is halved when validation Dice stalls, training stops
-early when it stops improving, and the model written is the epoch with the best validation Dice.
+random crops cut mask and ignore mask together. Adam's rate is halved when validation Dice
+stalls, training stops early when it stops improving, and the model written is the epoch with
+the best validation Dice.
 With ``train.cascade`` the coarse stage is trained first, then frozen under the fine stage.
 
 Per-epoch metrics go to MLflow through MLflow's own Keras callback (when a run is active) and to
@@ -197,8 +198,9 @@ def run_fingerprint(params: TrainParams, epochs: int, seed: int, transform: Tran
     digest = hashlib.sha256(json.dumps({"train": repr(params), "epochs": epochs, "seed": seed,
                                         "transform": repr(transform)},
                                        sort_keys=True).encode())
-    for array in (train_set.images, train_set.masks, train_set.ignore, val_set.images, val_set.masks, val_set.ignore):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for split in (train_set, val_set):
+        for array in (split.images, split.masks, split.ignore):
+            digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
