@@ -8,6 +8,8 @@ Layout of an export (the query stage's ``data/query``)::
                               imagePath "<id>.png", imageData null, flags {"activeseg_queried": true}
     uncertainty/<id>.png      the strategy's pixel score as a heat map, original size, on the
                               strategy's fixed scale (black = certain, yellow = the maximum)
+    exported_shapes.json      {id: digest of the exported shapes}, so that a file edited in
+                              export/ is told apart (see :mod:`activeseg.rescue`)
 
 ``export/`` holds exactly what goes back into ``data/raw`` once corrected in Labelme, so the
 annotator corrects polygons instead of drawing from nothing. The ``activeseg_queried`` flag tells
@@ -25,6 +27,7 @@ import numpy as np
 from activeseg import imageio
 from activeseg.acquisition import SCORE_MAXIMUM, PoolScores
 from activeseg.progress import progress
+from activeseg.rescue import EXPORT_RECORD, shapes_digest
 
 LABELME_VERSION = "5.5.0"
 QUERIED_FLAG = "activeseg_queried"
@@ -71,6 +74,7 @@ def export_for_annotation(out_dir: str | Path, chosen_ids: list[str], pool_ids: 
     (out_dir / "export").mkdir(parents=True)
     (out_dir / "uncertainty").mkdir()
     index_of = {image_id: index for index, image_id in enumerate(np.asarray(pool_ids).astype(str))}
+    digests = {}
     for image_id in progress(chosen_ids, "export for annotation"):
         index = index_of[image_id]
         image = imageio.read_image(Path(ingested_dir) / "images" / f"{image_id}.png")
@@ -79,5 +83,7 @@ def export_for_annotation(out_dir: str | Path, chosen_ids: list[str], pool_ids: 
         polygons = prediction_polygons(scored.probabilities[index], height, width, threshold)
         document = labelme_document(f"{image_id}.png", height, width, polygons, label)
         (out_dir / "export" / f"{image_id}.json").write_text(json.dumps(document, indent=2) + "\n")
+        digests[image_id] = shapes_digest(document)
         imageio.write_png(out_dir / "uncertainty" / f"{image_id}.png",
                           uncertainty_picture(scored.maps[index], strategy, height, width))
+    (out_dir / EXPORT_RECORD).write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")

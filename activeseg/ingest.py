@@ -26,7 +26,10 @@ red outline on black or a palette saved as RGB works); ingest reports how many. 
                       predefined_split ('' or the data set's own train / val / test)
 
 ``queried`` is true for Labelme files flagged ``activeseg_queried`` (exported by the query stage),
-which the split always puts in train. A missing or empty raw_dir gives the built-in synthetic set.
+which the split always puts in train. A missing or empty default raw_dir (``data/raw``) gives the
+built-in synthetic set; so does one that holds only annotated query exports of synthetic images
+(Labelme files flagged ``activeseg_queried`` named ``synthetic_<index>``, the README's round trip
+on the demo data), each file then labeling its synthetic image.
 Hidden files and folders (``.ipynb_checkpoints``, ``.git``: copies and tool state) are never read.
 Warnings (all-background masks, files no reader used and hidden ones anywhere below raw_dir, …) are
 summarised at the end, not buried.
@@ -54,7 +57,7 @@ from activeseg.progress import progress
 
 MANIFEST_COLUMNS = ["id", "source", "height", "width", "channels", "labeled",
                     "foreground_fraction", "ignore_fraction", "queried", "checksum", "predefined_split"]
-DEFAULT_RAW_DIR = "data/raw"
+DEFAULT_RAW_DIR = IngestParams.raw_dir
 IGNORED_NAMES = {".gitkeep", ".gitignore", ".DS_Store", "Thumbs.db", "README.md", "README.txt"}
 # Hidden folders are tool state or copies (.git, .ipynb_checkpoints holds stale copies of edited
 # files), so no reader reads them; they are named in a warning rather than skipped in silence.
@@ -243,15 +246,20 @@ class _LabelmeExample:
     """Reads the image once, then rasterises the shapes at its size."""
 
     def __init__(self, label_file: labelme.LabelmeFile, params: IngestParams, warnings: Warnings,
-                 image_path: Optional[Path] = None) -> None:
+                 image_path: Optional[Path] = None, load_image: Optional[Callable[[], np.ndarray]] = None) -> None:
         self.label_file, self.params, self.warnings, self.image_path = label_file, params, warnings, image_path
+        self.load_image = load_image
         self._image: Optional[np.ndarray] = None
         self._masks: Optional[tuple[np.ndarray, np.ndarray]] = None
 
     def image(self) -> np.ndarray:
         if self._image is None:
-            self._image = (imageio.read_native(self.image_path) if self.image_path is not None
-                           else labelme.read_image(self.label_file))
+            if self.load_image is not None:
+                self._image = self.load_image()
+            elif self.image_path is not None:
+                self._image = imageio.read_native(self.image_path)
+            else:
+                self._image = labelme.read_image(self.label_file)
         return self._image
 
     def _rasterize(self) -> tuple[np.ndarray, np.ndarray]:
@@ -408,6 +416,32 @@ def synthetic_examples(params: IngestParams, seed: int) -> list[Example]:
                                                             config.max_objects, seed)]
 
 
+def annotates_synthetic(examples: list[Example], params: IngestParams) -> bool:
+    """Whether the default raw_dir holds nothing but annotated query exports of the built-in
+    images (the README's round trip on the demo data): then the synthetic set stays the base."""
+    synthetic_ids = set(synthetic.image_ids(params.synthetic.count))
+    return (Path(os.path.normpath(params.raw_dir)) == Path(DEFAULT_RAW_DIR)
+            and all(example.queried and example.image_id in synthetic_ids for example in examples))
+
+
+def synthetic_with_annotations(annotations: list[Example], params: IngestParams, seed: int,
+                               warnings: Warnings) -> list[Example]:
+    """The synthetic set, each annotated query's Labelme file labeling its synthetic image (the
+    mask drawn in Labelme replaces the generated one; the image is the generated one, which is
+    what was exported)."""
+    by_id = {example.image_id: example for example in annotations}
+    raw_dir = Path(params.raw_dir)
+    examples = []
+    for base in synthetic_examples(params, seed):
+        annotation = by_id.get(base.image_id)
+        if annotation is not None:
+            reader = _LabelmeExample(labelme.load(raw_dir / annotation.source, root=raw_dir), params, warnings,
+                                     load_image=base.load_image)
+            base = Example(base.image_id, annotation.source, reader.image, reader.mask, reader.ignore, queried=True)
+        examples.append(base)
+    return examples
+
+
 def _raw_examples(params: IngestParams, warnings: Warnings, predefined_split: Optional[str] = None
                   ) -> Optional[list[Example]]:
     """The user's examples, or None where the synthetic default applies (no data folder)."""
@@ -438,6 +472,10 @@ def ingest(params: IngestParams, seed: int, out_dir: str | Path, predefined_spli
     if examples is None:
         print(f"ingest: no data in {params.raw_dir}; using the built-in synthetic data set")
         examples = synthetic_examples(params, seed)
+    elif annotates_synthetic(examples, params):
+        print(f"ingest: {params.raw_dir} holds only {len(examples)} annotated queries of the built-in images; using "
+              "the built-in synthetic data set with them labeled from their Labelme files")
+        examples = synthetic_with_annotations(examples, params, seed, warnings)
     rows, binarized = [], []
     with atomic_path(out_dir, directory=True) as staging:
         for folder in ("images", "masks", "ignore"):

@@ -67,10 +67,15 @@ def make_example(rng: np.random.Generator, size: int, min_objects: int, max_obje
     return rgb, mask
 
 
+def image_ids(count: int) -> list[str]:
+    """The ids of a synthetic set of ``count`` images, in order."""
+    return [f"synthetic_{index:04d}" for index in range(count)]
+
+
 def generate(count: int, size: int, min_objects: int, max_objects: int, seed: int
              ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Yield ``(image_id, rgb_image, mask)``; the same seed gives the same data set."""
-    for index in range(count):
+    for index, image_id in enumerate(image_ids(count)):
         rng = np.random.default_rng([seed, index])
         image, mask = make_example(rng, size, min_objects, max_objects)
-        yield f"synthetic_{index:04d}", image, mask
+        yield image_id, image, mask

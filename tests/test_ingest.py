@@ -303,6 +303,35 @@ def test_missing_default_raw_dir_means_synthetic_but_a_named_one_is_an_error(tmp
         run_ingest(tmp_path / "empty", tmp_path / "out2")
 
 
+def test_annotated_queries_of_built_in_images_keep_the_synthetic_set_as_the_base(tmp_path, monkeypatch, capsys):
+    """The README's round trip on the demo data: data/raw holds only exported-and-corrected Labelme
+    files of synthetic images; they label those images and the rest of the built-in set stays."""
+    from activeseg import synthetic
+    from activeseg.params import SyntheticParams
+
+    monkeypatch.chdir(tmp_path)
+    params = IngestParams(synthetic=SyntheticParams(count=6, size=10))
+    generated = {image_id: (image, mask) for image_id, image, mask in synthetic.generate(6, 10, 2, 6, 0)}
+    annotations = tmp_path / "data" / "raw" / "annotations"
+    save(annotations / "synthetic_0003.png", generated["synthetic_0003"][0][..., ::-1])
+    labelme_json(annotations / "synthetic_0003.json", [RECT], image_path="synthetic_0003.png",
+                 flags={labelme.QUERIED_FLAG: True})
+    manifest = ingest(params, 0, tmp_path / "out").set_index("id")
+    assert sorted(manifest.index) == sorted(generated)
+    assert manifest.loc["synthetic_0003", "source"] == "annotations/synthetic_0003.json"
+    assert bool(manifest.loc["synthetic_0003", "queried"]) and manifest["queried"].sum() == 1
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "synthetic_0003.png"), square_mask((10, 10)))
+    for image_id, (image, mask) in generated.items():
+        assert np.array_equal(read(tmp_path / "out" / "images" / f"{image_id}.png")[..., ::-1], image)
+        if image_id != "synthetic_0003":
+            assert np.array_equal(read(tmp_path / "out" / "masks" / f"{image_id}.png"), mask)
+            assert manifest.loc[image_id, "source"] == "synthetic"
+    assert "annotated queries of the built-in images" in capsys.readouterr().out
+    # a hand-made file (no query flag) is data of your own: the synthetic set is not used
+    labelme_json(annotations / "synthetic_0003.json", [RECT], image_path="synthetic_0003.png")
+    assert ingest(params, 0, tmp_path / "out").index.size == 1
+
+
 def corrupt(raw):
     save(raw / "images" / "a.png", image())
     (raw / "images" / "b.png").write_bytes(b"not a png")

@@ -11,6 +11,7 @@ from activeseg.acquisition import PoolScores
 from activeseg.annotation import (QUERIED_FLAG, export_for_annotation, labelme_document, prediction_polygons,
                                   uncertainty_picture)
 from activeseg.errors import ActivesegError
+from activeseg.rescue import shapes_digest
 
 
 def rasterize(polygons, height, width):
@@ -90,6 +91,11 @@ def test_export_writes_image_json_and_uncertainty_per_chosen_id(tmp_path):
     np.testing.assert_array_equal(imageio.read_image(tmp_path / "query" / "export" / "a.png"),
                                   imageio.read_image(ingested / "images" / "a.png"))
     assert imageio.read_image(tmp_path / "query" / "uncertainty" / "a.png").shape == (40, 60, 3)
+    # what was exported, recorded beside export/ so that edits made in there can be told apart
+    record = json.loads((tmp_path / "query" / "exported_shapes.json").read_text())
+    assert record == {image_id: shapes_digest(json.loads((tmp_path / "query" / "export" / f"{image_id}.json")
+                                                          .read_text())) for image_id in ("a", "b")}
+    assert record["a"] != record["b"]
 
 
 def test_export_of_an_image_missing_from_ingest_names_the_file(tmp_path):
