@@ -64,6 +64,7 @@ class SplitParams:
     simulate: bool = True
     initial_labeled: int = 12
     predefined: Optional[str] = None
+    initial_fraction: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +240,8 @@ def _check_ranges(params: Params, source: str) -> None:
         check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
     _check_predefined_split(split, check)
+    check(0.0 <= split.initial_fraction < 1.0, "split.initial_fraction",
+          "must be 0 (use split.initial_labeled) or between 0 and 1")
     size = params.preprocess.size
     check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 32 (sm_unet halves it 5 times; 16 is enough for unet_plain)")
     check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")

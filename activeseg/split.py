@@ -7,7 +7,11 @@ trip (``queried`` in the manifest: Labelme files flagged ``activeseg_queried``) 
 train: the model chose them, so they are no fair sample for val or test, and the rule needs no
 memory of earlier splits. In simulation mode (every image has a mask) only ``initial_labeled``
 training images keep theirs; the other training masks are hidden in the pool and serve as the
-oracle for simulated annotation rounds.
+oracle for simulated annotation rounds. Which ones keep theirs is, likewise, a count
+(``initial_labeled``: the smallest hashes, exact, but a newly labeled image with a smaller hash
+takes the place of one; an exact count cannot be sticky without a memory of earlier splits) or a
+fraction (``initial_fraction``: each training image by its own hash against a fixed threshold,
+sticky whatever is added). Annotated queries never count, so they displace nothing.
 
 Fractions (``val_fraction``/``test_fraction``) compare each id's hash with a fixed threshold, so
 they are sticky whatever is added, but approximate: each image is held out with that
@@ -72,6 +76,18 @@ def _holdout(ids: pd.Series, candidates: np.ndarray, position: np.ndarray, param
     return holdout
 
 
+def _hidden_in_simulation(ids: pd.Series, candidates: np.ndarray, params: SplitParams, seed: int) -> np.ndarray:
+    """Which training images hide their mask in simulation mode: all but ``initial_labeled`` of them
+    (the smallest hashes), or with ``initial_fraction`` those whose own hash is at or above it."""
+    position = np.array([unit_hash(image_id, seed, salt="simulation") for image_id in ids])
+    if params.initial_fraction:
+        return candidates & (position >= params.initial_fraction)
+    hidden = np.zeros(len(ids), bool)
+    order = np.flatnonzero(candidates)[np.argsort(position[candidates], kind="stable")]
+    hidden[order[params.initial_labeled:]] = True
+    return hidden
+
+
 def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.DataFrame:
     """One row per image: id, split, labeled (mask usable for training), has_mask (oracle),
     queried, and the manifest's source, size and foreground fraction."""
@@ -88,10 +104,7 @@ def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.
     split[kept] = predefined[kept]
     labeled = has_mask.copy()
     if params.simulate:
-        train_ids = ids[(split == "train") & ~queried]
-        order = sorted(train_ids, key=lambda image_id: unit_hash(image_id, seed, salt="simulation"))
-        hidden = set(order[params.initial_labeled:])
-        moved = ids.isin(hidden).to_numpy()
+        moved = _hidden_in_simulation(ids, (split == "train") & ~queried, params, seed)
         split[moved] = "pool"
         labeled[moved] = False
     frame = pd.DataFrame({"id": ids, "split": split, "labeled": labeled, "has_mask": has_mask, "queried": queried})

@@ -2,6 +2,7 @@
 annotator corrects it → the JSON goes into data/raw → `dvc repro` → the image is in train, val and
 test have not moved, the model retrained and the next query no longer offers it."""
 
+import base64
 import json
 import shutil
 
@@ -11,7 +12,7 @@ import pytest
 from activeseg import imageio, synthetic
 from activeseg.annotation import QUERIED_FLAG, prediction_polygons
 
-from conftest import make_project, run
+from conftest import file_digests, make_project, run
 
 LABELED, UNLABELED = 18, 8
 
@@ -78,3 +79,69 @@ def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(tmp_pa
 def shape_template():
     return {"label": "foreground", "group_id": None, "description": "", "shape_type": "polygon", "flags": {},
             "mask": None}
+
+
+def labelme_square(top_left, side):
+    x, y = top_left
+    return {**shape_template(), "points": [[x, y], [x + side, y], [x + side, y + side], [x, y + side]]}
+
+
+@pytest.mark.slow
+def test_edited_export_survives_repro(tmp_path):
+    """On the built-in data, as people do it: a Labelme file corrected in place in
+    data/query/export (a DVC output) is moved to data/raw/annotations by the next `dvc repro` and
+    joins train; then the README's round (copy the export to data/raw/annotations, change one
+    polygon, `dvc repro`): the annotated images join train, the rest of the built-in set stays."""
+    project = make_project(tmp_path / "project")
+    raw = project / "data" / "raw"
+    shutil.rmtree(raw)   # a missing data/raw means the built-in set, as documented
+    run(["dvc", "repro"], project)
+    before = read_split(project)
+    images_before = file_digests(project, ["data/ingested/images"])
+    export = project / "data" / "query" / "export"
+    edited, resaved = sorted(path.stem for path in export.glob("*.json"))
+
+    # corrected in place: the model's polygons replaced by one square
+    document = json.loads((export / f"{edited}.json").read_text())
+    document["shapes"] = [labelme_square((10, 10), 20)]
+    (export / f"{edited}.json").write_text(json.dumps(document, indent=2))
+    edited_text = (export / f"{edited}.json").read_text()
+    # opened and saved again without a change: Labelme's formatting, the image embedded
+    document = json.loads((export / f"{resaved}.json").read_text())
+    document["imageData"] = base64.b64encode((export / f"{resaved}.png").read_bytes()).decode()
+    (export / f"{resaved}.json").write_text(json.dumps(document, indent=4, ensure_ascii=False))
+    run(["dvc", "repro"], project)
+
+    annotations = raw / "annotations"
+    assert sorted(path.name for path in annotations.iterdir()) == [f"{edited}.json", f"{edited}.png"]
+    assert (annotations / f"{edited}.json").read_text() == edited_text
+    receipt = json.loads((project / "data" / "rescued_annotations.json").read_text())
+    assert [entry["id"] for entry in receipt] == [edited]
+    after = read_split(project)
+    assert after.loc[edited, "split"] == "train" and bool(after.loc[edited, "queried"])
+    mask = imageio.read_image(project / "data" / "ingested" / "masks" / f"{edited}.png") > 0
+    assert mask[11:30, 11:30].all() and mask.sum() == pytest.approx(21 * 21, abs=45)
+    assert after.drop(index=edited)["split"].equals(before.drop(index=edited)["split"])
+    assert file_digests(project, ["data/ingested/images"]) == images_before
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    assert status == {"collect_annotations": ["always changed"]}, status
+
+    # the README's round, literally
+    exported = sorted(path.stem for path in export.glob("*.json"))
+    assert edited not in exported and len(exported) == 2
+    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/* data/raw/annotations/"], project)
+    changed = annotations / f"{exported[0]}.json"
+    document = json.loads(changed.read_text())
+    document["shapes"] = document["shapes"][1:] + [labelme_square((4, 4), 8)]
+    changed.write_text(json.dumps(document))
+    run(["dvc", "repro"], project)
+
+    final = read_split(project)
+    for image_id in [edited, *exported]:
+        assert final.loc[image_id, "split"] == "train" and bool(final.loc[image_id, "queried"]), image_id
+    untouched = [edited, *exported]
+    assert final.drop(index=untouched)["split"].equals(before.drop(index=untouched)["split"])
+    assert file_digests(project, ["data/ingested/images"]) == images_before
+    assert (final["split"] == "train").sum() == (before["split"] == "train").sum() + 3
+    assert json.loads((project / "metrics" / "train.json").read_text())["train_images"] == \
+        2 * (final["split"] == "train").sum(), "the model retrained on them (one augmented variant each)"

@@ -125,3 +125,27 @@ def test_fraction_notes_say_a_fraction_is_a_per_image_chance():
         "keeps the split sticky; split.val_count: 9 gives an exact size"]
     counted = SplitParams(val_count=9, test_count=9, simulate=False)
     assert fraction_notes(assign_splits(manifest(60), counted, seed=4), counted) == []
+
+
+def test_simulation_with_initial_fraction_keeps_the_same_masks_when_labeled_images_arrive():
+    params = SplitParams(simulate=True, initial_fraction=0.3)
+    before = assign_splits(manifest(100), params, seed=4)
+    grown = manifest(140, queried={f"img{index:04d}" for index in range(130, 140)})  # 30 by hand, 10 queried
+    after = by_id(assign_splits(grown, params, seed=4))
+    assert all(after[image_id] == split for image_id, split in by_id(before).items())
+    kept = before[before["split"] == "train"]
+    assert 0.15 < len(kept) / (before["split"].isin(["train", "pool"])).sum() < 0.45
+
+
+def test_simulation_count_is_exact_and_annotated_queries_displace_no_kept_mask():
+    params = SplitParams(simulate=True, initial_labeled=10)
+    before = assign_splits(manifest(100), params, seed=4)
+    assert (before["split"] == "train").sum() == 10
+    queried = {f"img{index:04d}" for index in range(100, 120)}
+    after = by_id(assign_splits(manifest(120, queried=queried), params, seed=4))
+    assert all(after[image_id] == split for image_id, split in by_id(before).items())
+
+
+def test_initial_fraction_is_checked(tiny_params):
+    with pytest.raises(ActivesegError, match="^params.yaml: .*split.initial_fraction"):
+        tiny_params(split__initial_fraction=1.5)
