@@ -81,45 +81,58 @@ def _read_receipt(receipt: Path) -> list:
     return entries if isinstance(entries, list) else []
 
 
+def _recorded_digests(query_dir: Path, export: Path, raw_dir: Path) -> dict:
+    record = query_dir / EXPORT_RECORD
+    try:
+        recorded = json.loads(record.read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise ActivesegError(
+            f"{record}: missing or unreadable, so edits in {export} cannot be told from what was exported; "
+            f"move the JSON files you edited (and their images) to {raw_dir / ANNOTATIONS_FOLDER}, delete "
+            f"{export} (the query stage writes it again), then run dvc repro again")
+    return recorded
+
+
+def _planned_moves(export: Path, recorded: dict, target_dir: Path) -> list[tuple[Path, Path, Optional[Path]]]:
+    """(edited JSON, where it goes, its image or None) for each edit; checks every conflict first,
+    so that a conflict moves nothing."""
+    moves = []
+    for path in sorted(export.glob("*.json")):
+        digest = file_shapes_digest(path)
+        if digest is not None and digest == recorded.get(path.stem):
+            continue
+        target = target_dir / path.name
+        if target.exists():
+            if digest is not None and file_shapes_digest(target) == digest:
+                continue  # the edit is already there (copied after editing): nothing can be lost
+            raise ActivesegError(
+                f"{path}: edited in place, but {target} already exists with other shapes; keep one: merge "
+                f"the edits into {target} and move {path} out of {export}, then run dvc repro again")
+        image = export / f"{path.stem}.png"
+        image_target = target_dir / image.name
+        if image.is_file() and image_target.exists() and not _same_bytes(image, image_target):
+            raise ActivesegError(
+                f"{image}: the image of your edited {path.name}, but {image_target} already exists and differs; "
+                "move one of them elsewhere, then run dvc repro again")
+        moves.append((path, target, image if image.is_file() else None))
+    return moves
+
+
 def rescue_edited_exports(query_dir: str | Path, raw_dir: str | Path, receipt: str | Path) -> list[dict]:
     """Move the edited ``export/*.json`` of ``query_dir`` (and copies of their images) into
     ``raw_dir/annotations``; append the moves to ``receipt`` (always written) and return them."""
-    export, raw_dir, receipt = Path(query_dir) / EXPORT_FOLDER, Path(raw_dir), Path(receipt)
-    moves: list[tuple[Path, Path, Optional[Path], Path]] = []
-    exported = sorted(export.glob("*.json")) if export.is_dir() else []
-    if exported:
-        record = Path(query_dir) / EXPORT_RECORD
-        try:
-            recorded = json.loads(record.read_text())
-        except (OSError, ValueError):
-            raise ActivesegError(
-                f"{record}: missing or unreadable, so edits in {export} cannot be told from what was exported; "
-                f"move the JSON files you edited (and their images) to {raw_dir / ANNOTATIONS_FOLDER}, "
-                "then run dvc repro again") from None
-        target_dir = raw_dir / ANNOTATIONS_FOLDER
-        for path in exported:
-            digest = file_shapes_digest(path)
-            if digest is not None and digest == recorded.get(path.stem):
-                continue
-            target = target_dir / path.name
-            if target.exists():
-                if digest is not None and file_shapes_digest(target) == digest:
-                    continue  # the edit is already there (copied after editing): nothing can be lost
-                raise ActivesegError(
-                    f"{path}: edited in place, but {target} already exists with other shapes; keep one: merge "
-                    f"the edits into {target} and move {path} out of {export}, then run dvc repro again")
-            image = export / f"{path.stem}.png"
-            image_target = target_dir / image.name
-            if image.is_file() and image_target.exists() and not _same_bytes(image, image_target):
-                raise ActivesegError(
-                    f"{image}: the image of your edited {path.name}, but {image_target} already exists and differs; "
-                    f"move one of them elsewhere, then run dvc repro again")
-            moves.append((path, target, image if image.is_file() else None, image_target))
+    query_dir, raw_dir, receipt = Path(query_dir), Path(raw_dir), Path(receipt)
+    export, target_dir = query_dir / EXPORT_FOLDER, raw_dir / ANNOTATIONS_FOLDER
+    moves = []
+    if export.is_dir() and any(export.glob("*.json")):
+        moves = _planned_moves(export, _recorded_digests(query_dir, export, raw_dir), target_dir)
     rescued = []
-    for path, target, image, image_target in moves:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if image is not None and not image_target.exists():
-            shutil.copy2(image, image_target)
+    for path, target, image in moves:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        if image is not None and not (target_dir / image.name).exists():
+            shutil.copy2(image, target_dir / image.name)
         shutil.move(path, target)  # the image first: a failure in between leaves the JSON where it was
         rescued.append({"id": path.stem, "from": path.as_posix(), "to": target.as_posix()})
     write_json(receipt, _read_receipt(receipt) + rescued)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -78,6 +79,14 @@ def run(command: list[str], cwd: Path, check: bool = True, timeout: int = 900, *
         pytest.fail(f"{' '.join(command)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
                     f"\n--- stderr\n{result.stderr[-4000:]}")
     return result
+
+
+def stale_stages(project: Path) -> dict:
+    """``dvc status --json`` without collect_annotations, which DVC always lists as "always changed"
+    (it must look at data/query/export on every run): {} when the outputs match dvc.lock."""
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    assert status.pop("collect_annotations", ["always changed"]) == ["always changed"], status
+    return status
 
 
 def file_digests(project: Path, names) -> dict[str, str]:

@@ -91,7 +91,8 @@ def test_edited_export_survives_repro(tmp_path):
     """On the built-in data, as people do it: a Labelme file corrected in place in
     data/query/export (a DVC output) is moved to data/raw/annotations by the next `dvc repro` and
     joins train; then the README's round (copy the export to data/raw/annotations, change one
-    polygon, `dvc repro`): the annotated images join train, the rest of the built-in set stays."""
+    polygon, `dvc repro`): the annotated images join train, the rest of the built-in set stays,
+    and the rescued edit survives the query stage replacing data/query."""
     project = make_project(tmp_path / "project")
     raw = project / "data" / "raw"
     shutil.rmtree(raw)   # a missing data/raw means the built-in set, as documented
@@ -110,11 +111,12 @@ def test_edited_export_survives_repro(tmp_path):
     document = json.loads((export / f"{resaved}.json").read_text())
     document["imageData"] = base64.b64encode((export / f"{resaved}.png").read_bytes()).decode()
     (export / f"{resaved}.json").write_text(json.dumps(document, indent=4, ensure_ascii=False))
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "split"], project)   # up to the split: no training needed to see where it went
 
     annotations = raw / "annotations"
     assert sorted(path.name for path in annotations.iterdir()) == [f"{edited}.json", f"{edited}.png"]
     assert (annotations / f"{edited}.json").read_text() == edited_text
+    assert (export / f"{resaved}.json").is_file(), "a re-save without an edit stays where it was"
     receipt = json.loads((project / "data" / "rescued_annotations.json").read_text())
     assert [entry["id"] for entry in receipt] == [edited]
     after = read_split(project)
@@ -123,25 +125,24 @@ def test_edited_export_survives_repro(tmp_path):
     assert mask[11:30, 11:30].all() and mask.sum() == pytest.approx(21 * 21, abs=45)
     assert after.drop(index=edited)["split"].equals(before.drop(index=edited)["split"])
     assert file_digests(project, ["data/ingested/images"]) == images_before
-    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
-    assert status == {"collect_annotations": ["always changed"]}, status
 
-    # the README's round, literally
-    exported = sorted(path.stem for path in export.glob("*.json"))
-    assert edited not in exported and len(exported) == 2
+    # the README's round, literally: copy the export, change one polygon, dvc repro
     run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/* data/raw/annotations/"], project)
-    changed = annotations / f"{exported[0]}.json"
+    changed = annotations / f"{resaved}.json"
     document = json.loads(changed.read_text())
     document["shapes"] = document["shapes"][1:] + [labelme_square((4, 4), 8)]
     changed.write_text(json.dumps(document))
     run(["dvc", "repro"], project)
 
     final = read_split(project)
-    for image_id in [edited, *exported]:
+    for image_id in (edited, resaved):
         assert final.loc[image_id, "split"] == "train" and bool(final.loc[image_id, "queried"]), image_id
-    untouched = [edited, *exported]
-    assert final.drop(index=untouched)["split"].equals(before.drop(index=untouched)["split"])
+    assert final.drop(index=[edited, resaved])["split"].equals(before.drop(index=[edited, resaved])["split"])
+    assert (final["split"] == "train").sum() == (before["split"] == "train").sum() + 2
     assert file_digests(project, ["data/ingested/images"]) == images_before
-    assert (final["split"] == "train").sum() == (before["split"] == "train").sum() + 3
     assert json.loads((project / "metrics" / "train.json").read_text())["train_images"] == \
         2 * (final["split"] == "train").sum(), "the model retrained on them (one augmented variant each)"
+    assert (annotations / f"{edited}.json").read_text() == edited_text
+    assert not {edited, resaved} & {path.stem for path in export.glob("*.json")}, "the next batch is exported"
+    status = json.loads(run(["dvc", "status", "--json"], project).stdout)
+    assert status == {"collect_annotations": ["always changed"]}, status

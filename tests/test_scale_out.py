@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, file_digests, make_project, project_env, run
+from conftest import REPO_ROOT, file_digests, make_project, project_env, run, stale_stages
 
 
 
@@ -69,7 +69,7 @@ def test_queued_experiments_each_land_as_their_own_mlflow_run(tmp_path):
     run(["dvc", "exp", "apply", "lr-b"], project)
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["learning_rate"] == 0.004
     run(["dvc", "checkout"], project)
-    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}, "applied outputs are not the experiment's"
+    assert stale_stages(project) == {}, "applied outputs are not the experiment's"
     assert json.loads((project / "models" / "mlflow_run.json").read_text())["run_id"] == runs["lr-b"]
     with sqlite3.connect(project / "mlflow.db") as db:
         dice = db.execute("SELECT value FROM latest_metrics WHERE run_uuid = ? AND key = 'test_dice'",
@@ -112,7 +112,7 @@ def test_dvc_remote_push_pull_round_trips_data_and_model(served_project, tmp_pat
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     run(["dvc", "pull"], project)
     assert file_digests(project, tracked) == before
-    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+    assert stale_stages(project) == {}
 
 
 # --- bigger training: tf.distribute ---------------------------------------------------------

@@ -147,5 +147,5 @@ def test_simulation_count_is_exact_and_annotated_queries_displace_no_kept_mask()
 
 
 def test_initial_fraction_is_checked(tiny_params):
-    with pytest.raises(ActivesegError, match="^params.yaml: .*split.initial_fraction"):
+    with pytest.raises(ActivesegError, match="^params.yaml: .*split.initial_fraction.* between 0 and 1"):
         tiny_params(split__initial_fraction=1.5)
