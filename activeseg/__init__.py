@@ -15,6 +15,7 @@ script use the modules below; everything else is an implementation detail.
 - ``activeseg.model`` / ``activeseg.training``: the U-Net and how it is trained.
 - ``activeseg.metrics``: Dice, F1, precision, recall, IoU.
 - ``activeseg.acquisition``: scoring the unlabeled pool.
+- ``activeseg.rescue``: Labelme files edited inside the query export, moved to where ingest reads them.
 - ``activeseg.evaluation``: test-set metrics, the threshold curve and overlays.
 - ``activeseg.predict``: masks for new images at their original size (``activeseg predict``).
 - ``activeseg.tracking``: MLflow runs and their tags.
