@@ -61,7 +61,7 @@ class SplitParams:
     test_fraction: float = 0.15
     val_count: int = 0
     test_count: int = 0
-    simulate: bool = True
+    simulate: typing.Union[bool, str] = "auto"
     initial_labeled: int = 12
     predefined: Optional[str] = None
     initial_fraction: float = 0.0
@@ -164,9 +164,15 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
         return _build(annotation, value, key, source)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if type(None) in typing.get_args(annotation) and (
+                value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
             return None
-        return _convert(value, options[0], key, source)
+        for option in options[:-1]:  # the first type the value fits; the last one names the error
+            try:
+                return _convert(value, option, key, source)
+            except ActivesegError:
+                pass
+        return _convert(value, options[-1], key, source)
     if typing.get_origin(annotation) is tuple:
         if not isinstance(value, list):
             raise _fail(source, key, f"must be a list such as [a, b], not {value!r}")
@@ -238,6 +244,8 @@ def _check_ranges(params: Params, source: str) -> None:
           "plus split.val_fraction must leave at least 10% of the images for training")
     for key, value in (("split.val_count", split.val_count), ("split.test_count", split.test_count)):
         check(value >= 0, key, "must be 0 (use the fraction) or a number of images")
+    check(split.simulate in (True, False, "auto"), "split.simulate",
+          f"must be true, false or auto, not {split.simulate!r}")
     check(split.initial_labeled >= 1, "split.initial_labeled", "must be at least 1")
     _check_predefined_split(split, check)
     check(0.0 <= split.initial_fraction < 1.0, "split.initial_fraction",

@@ -5,7 +5,8 @@ list, so adding images or masks never moves an existing image between val, test 
 Images without a mask form the unlabeled pool. Images labeled through the active-learning round
 trip (``queried`` in the manifest: Labelme files flagged ``activeseg_queried``) always join
 train: the model chose them, so they are no fair sample for val or test, and the rule needs no
-memory of earlier splits. In simulation mode (every image has a mask) only ``initial_labeled``
+memory of earlier splits. In simulation mode (``split.simulate``; ``auto`` turns it on for the
+built-in data set only, never for a user's masks) only ``initial_labeled``
 training images keep theirs; the other training masks are hidden in the pool and serve as the
 oracle for simulated annotation rounds. Which ones keep theirs is, likewise, a count
 (``initial_labeled``: the smallest hashes, exact, but a newly labeled image with a smaller hash
@@ -42,6 +43,7 @@ from activeseg.params import SplitParams
 from activeseg.predefined import PREDEFINED_SPLITS
 
 SPLITS = ("train", "val", "test", "pool")
+BUILT_IN_SOURCE = "synthetic"  # the manifest's source of the built-in data set's images
 
 
 def unit_hash(image_id: str, seed: int, salt: str = "split") -> float:
@@ -88,6 +90,27 @@ def _hidden_in_simulation(ids: pd.Series, candidates: np.ndarray, params: SplitP
     return hidden
 
 
+def simulation_mode(manifest: pd.DataFrame, params: SplitParams) -> bool:
+    """Whether to hide training masks: ``split.simulate`` as set, or with ``auto`` only for the
+    built-in synthetic data (simulation measures active learning; it must never quietly take
+    masks away from a user who brought them)."""
+    if params.simulate == "auto":
+        return bool((manifest["source"].astype(str) == BUILT_IN_SOURCE).any()) if "source" in manifest else False
+    return bool(params.simulate)
+
+
+def simulation_note(frame: pd.DataFrame, params: SplitParams) -> str | None:
+    """The summary line of a split that hid masks: how many, why, and how to stop it."""
+    hidden = int((frame["has_mask"].astype(bool) & ~frame["labeled"].astype(bool)).sum())
+    if not hidden:
+        return None
+    training = hidden + int(((frame["split"] == "train") & frame["labeled"].astype(bool)).sum())
+    why = ("split.simulate: auto hides them for the built-in data set" if params.simulate == "auto"
+           else "split.simulate: true")
+    return (f"split: simulation mode hid {hidden} of {training} training masks in the pool ({why}, as the "
+            "oracle for active-learning simulation); set split.simulate: false to train on all of them")
+
+
 def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.DataFrame:
     """One row per image: id, split, labeled (mask usable for training), has_mask (oracle),
     queried, and the manifest's source, size and foreground fraction."""
@@ -103,7 +126,7 @@ def assign_splits(manifest: pd.DataFrame, params: SplitParams, seed: int) -> pd.
     split = np.where(holdout != "", holdout, np.where(has_mask, "train", "pool")).astype(object)
     split[kept] = predefined[kept]
     labeled = has_mask.copy()
-    if params.simulate:
+    if simulation_mode(manifest, params):
         moved = _hidden_in_simulation(ids, (split == "train") & ~queried, params, seed)
         split[moved] = "pool"
         labeled[moved] = False

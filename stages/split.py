@@ -6,7 +6,7 @@ from activeseg.errors import run_main
 from activeseg.ingest import read_manifest
 from activeseg.outputs import write_csv
 from activeseg.params import load_params
-from activeseg.split import assign_splits, fraction_notes
+from activeseg.split import assign_splits, fraction_notes, simulation_note
 
 
 def main() -> None:
@@ -19,8 +19,9 @@ def main() -> None:
     split = assign_splits(read_manifest(args.ingested), params.split, params.seed)
     write_csv(args.out, split)
     print("split:", ", ".join(f"{name} {count}" for name, count in split["split"].value_counts().sort_index().items()))
-    for note in fraction_notes(split, params.split):
-        print(note)
+    for note in [simulation_note(split, params.split), *fraction_notes(split, params.split)]:
+        if note:
+            print(note)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ BAD_PARAMS = {
     "number out of range": ({"preprocess.size": 50}, "`preprocess.size` must be a multiple of 32"),
     "unknown key": ({"train.bakbone": "resnet18"}, "`train.bakbone` is not a known parameter"),
     "unknown backbone": ({"train.backbone": "resnet999"}, "`train.backbone` must be one of"),
-    "bool as text": ({"split.simulate": "yes please"}, "`split.simulate` must be true or false"),
+    "bool as text": ({"split.simulate": "yes please"}, "`split.simulate` must be true, false or auto"),
     "unknown strategy": ({"train.distribute": "tpu_pod"}, "`train.distribute` must be one of"),
     "section not a mapping": ({"tracking": "off"}, "`tracking` must be a mapping"),
     "predefined split leaving raw_dir": ({"split.predefined": "../split.csv"}, "`split.predefined` is '../split.csv'"),

@@ -21,7 +21,7 @@ def test_project_params_are_valid():
     ("train.loss", "bce+hinge", "`train.loss` must be one of"),
     ("preprocess.size", 50, "`preprocess.size` must be a multiple of 32"),
     ("split.val_fraction", 1.5, "`split.val_fraction` must be between 0 and 1"),
-    ("split.simulate", "yes", "`split.simulate` must be true or false"),
+    ("split.simulate", "yes", "`split.simulate` must be true, false or auto, not 'yes'"),
     ("train.learning_rate", "fast", "`train.learning_rate` must be a number"),
     ("query.strategy", "psychic", "`query.strategy` must be one of"),
     ("query.candidates_per_pick", 0, "`query.candidates_per_pick` must be at least 1"),

@@ -7,7 +7,7 @@ import pytest
 
 from activeseg.errors import ActivesegError
 from activeseg.params import SplitParams
-from activeseg.split import assign_splits, fraction_notes
+from activeseg.split import assign_splits, fraction_notes, simulation_note
 
 
 def manifest(labeled: int, unlabeled: int = 0, queried=(), prefix="img") -> pd.DataFrame:
@@ -149,3 +149,25 @@ def test_simulation_count_is_exact_and_annotated_queries_displace_no_kept_mask()
 def test_initial_fraction_is_checked(tiny_params):
     with pytest.raises(ActivesegError, match="^params.yaml: .*split.initial_fraction.* between 0 and 1"):
         tiny_params(split__initial_fraction=1.5)
+
+
+def test_simulate_auto_hides_nothing_of_a_users_masks():
+    users = manifest(40, unlabeled=5)
+    result = assign_splits(users, SplitParams(initial_labeled=6), seed=0)   # simulate: auto, the default
+    assert result["labeled"].sum() == 40 and (result["split"] == "pool").sum() == 5
+    assert simulation_note(result, SplitParams()) is None
+    asked = assign_splits(users, SplitParams(simulate=True, initial_labeled=6), seed=0)
+    assert ((asked["split"] == "train") & asked["labeled"]).sum() == 6
+
+
+def test_simulate_auto_simulates_on_the_built_in_data_and_says_how_many_it_hid():
+    built_in = manifest(40).assign(source="synthetic")
+    result = assign_splits(built_in, SplitParams(initial_labeled=6), seed=0)
+    kept = int(((result["split"] == "train") & result["labeled"]).sum())
+    hidden = int((result["has_mask"] & ~result["labeled"]).sum())
+    assert kept == 6 and hidden > 0 and (result["split"] == "pool").sum() == hidden
+    note = simulation_note(result, SplitParams())
+    assert note == (f"split: simulation mode hid {hidden} of {hidden + 6} training masks in the pool (split.simulate: "
+                    "auto hides them for the built-in data set, as the oracle for active-learning simulation); set "
+                    "split.simulate: false to train on all of them")
+    assert assign_splits(built_in, SplitParams(simulate=False), seed=0)["labeled"].all()
