@@ -49,9 +49,9 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
 
 
 def _remove_stale_temporaries(final: Path) -> None:
-    """A killed writer (SIGKILL, or SIGTERM, which Python does not turn into an exception) leaves
-    its temporary sibling behind. DVC lets one stage at a time write an output, so any temporary
-    of this output that exists now is such a leftover."""
+    """A killed writer (SIGKILL; SIGTERM unwinds only under :func:`activeseg.errors.run_main`)
+    leaves its temporary sibling behind. DVC lets one stage at a time write an output, so any
+    temporary of this output that exists now is such a leftover."""
     for leftover in final.parent.glob(f".{final.name}.*.tmp*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

@@ -4,12 +4,15 @@
   artifact folder at the project root, as absolute paths, so experiments that DVC runs in
   ``.dvc/tmp/exps/…`` (``--queue``, ``--temp``) still land in the project's store.
 - Run: the train stage starts it and records its id in ``models/mlflow_run.json`` (a DVC
-  output); later stages reopen that run, so one pipeline execution is one MLflow run.
+  output); later stages reopen that run, so one pipeline execution is one MLflow run. It ends
+  FINISHED, FAILED on an error, or KILLED on Ctrl-C / SIGTERM, with what it logged so far.
+- Name: the DVC experiment's under ``dvc exp run``, else ``<branch>@<revision>`` (``+dirty``
+  when files other than the pipeline's outputs differ from that revision).
 - Tags: git revision, DVC experiment name and baseline revision (``DVC_EXP_NAME``,
   ``DVC_EXP_BASELINE_REV``, set by ``dvc exp run``) and the data version.
-- Reachability: a tracking server is probed (a few seconds) when a stage opens its run; when it
-  does not answer the stage stops with a one-line error, or, with ``tracking.required: false``,
-  runs without tracking. See :func:`tracking_active`.
+- Reachability: a tracking server is probed (a few seconds) before a stage does its work; when
+  it does not answer the stage stops with a one-line error, or, with ``tracking.required: false``,
+  runs without tracking. See :func:`tracking_active` and :func:`run_to_resume`.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ def tracking_uri() -> str:
 
 # MLflow retries an unreachable server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 with
 # exponential backoff, MLFLOW_HTTP_REQUEST_TIMEOUT=120 s per request). A pipeline stage should
-# know in seconds, so these apply unless the user has set the variables.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+# know in seconds. Its INFO lines (creating the SQLite tables, ...) are not for the person
+# running the pipeline. These apply unless the user has set the variables.
+MLFLOW_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -87,7 +91,7 @@ def tracking_active(tracking: TrackingParams) -> bool:
 
 
 def _mlflow():
-    for variable, value in HTTP_DEFAULTS.items():
+    for variable, value in MLFLOW_DEFAULTS.items():
         os.environ.setdefault(variable, value)
     import mlflow
 
@@ -105,6 +109,20 @@ def _experiment_id(mlflow, name: str) -> str:
         # tells the MLflow UI this is model training (runs, metrics), not a GenAI app (traces)
         return mlflow.create_experiment(name, artifact_location=artifacts,
                                         tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def existing_experiment_id(name: str) -> Optional[str]:
+    """The id of experiment ``name`` in the store, or None where it does not exist (yet) or the
+    store does not answer; the project's SQLite store is not created just to look."""
+    if tracking_uri() == project_store_uri() and not (project_root() / "mlflow.db").is_file():
+        return None
+    if unreachable_reason(tracking_uri()) is not None:  # in seconds, not after MLflow's retries
+        return None
+    try:
+        experiment = _mlflow().get_experiment_by_name(name)
+    except Exception:  # the UI itself reports a store it cannot open; this only shortens the link
+        return None
+    return experiment.experiment_id if experiment is not None else None
 
 
 @contextlib.contextmanager
@@ -125,21 +143,57 @@ def _local_store_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def git_revision() -> str:
+def _git(*arguments: str) -> Optional[str]:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return None
+
+
+def git_revision() -> str:
+    return (_git("rev-parse", "HEAD") or "unknown").strip()
+
+
+def git_run_name(revision: str) -> str:
+    """``<branch>@<short revision>``, with ``+dirty`` when files other than the pipeline's own
+    (``dvc.lock``, the outputs in ``dvc.yaml`` and the ``.gitignore`` entries DVC adds for them,
+    which the stages before train rewrite) differ from that revision, so a person can tell a
+    committed run from one of uncommitted edits."""
+    branch = (_git("symbolic-ref", "--short", "-q", "HEAD") or "").strip()
+    name = f"{branch}@{revision[:7]}" if branch else revision[:7]
+    changed = (_git("status", "--porcelain", "-z", "--untracked-files=all") or "").split("\0")
+    pipeline_files = ["dvc.lock", *pipeline_outputs()]
+    # -z entries are "XY path"; a rename or copy is followed by its old path as an entry of its own
+    paths = [entry[3:] for entry in changed if entry[2:3] == " " and Path(entry[3:]).name != ".gitignore"]
+    if any(not any(path == own or path.startswith(own.rstrip("/") + "/") for own in pipeline_files)
+           for path in paths):
+        name += "+dirty"
+    return name
+
+
+def pipeline_outputs(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """The outs, metrics and plots that the stages of ``dvc_yaml`` write."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [next(iter(entry)) if isinstance(entry, dict) else str(entry)
+            for stage in stages.values() for kind in ("outs", "metrics", "plots")
+            for entry in (stage.get(kind) or [])]
 
 
 def run_tags(data_version: str) -> dict[str, str]:
-    tags = {"git_revision": git_revision(), "data_version": data_version}
+    revision = git_revision()
+    tags = {"git_revision": revision, "data_version": data_version}
     for variable, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_baseline_rev")):
         if os.environ.get(variable):
             tags[tag] = os.environ[variable]
     if "dvc_exp_name" in tags:
         tags["mlflow.runName"] = tags["dvc_exp_name"]
+    elif revision != "unknown":  # rather than a random name from MLflow
+        tags["mlflow.runName"] = git_run_name(revision)
     return tags
 
 
@@ -156,25 +210,51 @@ def start_run(params: Params, data_version: str, run_record: str | Path) -> Iter
     except Exception as error:  # connection errors come in many types from MLflow's REST client
         raise ActivesegError(f"MLflow store {tracking_uri()} is unreachable ({type(error).__name__}); "
                              "check MLFLOW_TRACKING_URI or set tracking.enabled: false") from None
-    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags(data_version)) as run:
+    run = mlflow.start_run(experiment_id=experiment_id, tags=run_tags(data_version))
+    with _ending_run(mlflow):
         mlflow.log_params(flatten(params))
         yield mlflow
         write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id})
 
 
-@contextlib.contextmanager
-def resume_run(tracking: TrackingParams, run_record: str | Path) -> Iterator[object]:
-    """Reopen the run that train started; yields ``mlflow`` (or None when tracking is off)."""
+def run_to_resume(tracking: TrackingParams, run_record: str | Path) -> Optional[str]:
+    """The id of the run that train started, or None when this stage does not log to MLflow.
+    Call it before any work: with ``tracking.required`` an unreachable server stops the stage
+    here, not after it has computed and written its outputs."""
     path = Path(run_record)
     if not path.is_file():
         raise ActivesegError(f"{path}: not found; run `dvc repro train` first")
     run_id = json.loads(path.read_text()).get("run_id")
     if run_id is None or not tracking_active(tracking):
+        return None
+    return run_id
+
+
+@contextlib.contextmanager
+def resume_run(run_id: Optional[str]) -> Iterator[object]:
+    """Reopen the run from :func:`run_to_resume`; yields ``mlflow`` (or None when there is none)."""
+    if run_id is None:
         yield None
         return
     mlflow = _mlflow()
-    with mlflow.start_run(run_id=run_id):
+    mlflow.start_run(run_id=run_id)
+    with _ending_run(mlflow):
         yield mlflow
+
+
+@contextlib.contextmanager
+def _ending_run(mlflow) -> Iterator[None]:
+    """End the active run FINISHED, KILLED on Ctrl-C or SIGTERM (see :mod:`activeseg.errors`), or
+    FAILED on an exception, keeping what it logged. MLflow's own ``with start_run`` says FAILED
+    for a stop too, and a SIGTERM outside ``run_main`` would leave the run RUNNING forever."""
+    try:
+        yield
+    except BaseException as error:
+        # the error that stopped the stage matters more than one from a store that is down too
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        raise
+    mlflow.end_run("FINISHED")
 
 
 def mlflow_callbacks(mlflow) -> list:
@@ -192,16 +272,31 @@ def mlflow_callbacks(mlflow) -> list:
     return [EpochMetrics(log_every_epoch=True)]
 
 
-def log_keras_model(mlflow, model_path: str | Path) -> None:
-    """Log the saved model as an MLflow Keras model (loadable with ``mlflow.keras.load_model``)."""
+def log_keras_model(mlflow, model_path: str | Path):
+    """Log the saved model as an MLflow Keras model (loadable with ``mlflow.keras.load_model``);
+    returns MLflow's ``ModelInfo``."""
     import mlflow.keras
 
     from activeseg.model import load_model
 
-    mlflow.keras.log_model(load_model(model_path), name="model",
+    model = load_model(model_path)
+    return mlflow.keras.log_model(model, name="model", signature=_tensor_signature(model),
                            pip_requirements=[f"tensorflow-cpu=={_version('tensorflow-cpu')}",
                                              f"keras=={_version('keras')}",
                                              f"segmentation-models=={_version('segmentation-models')}"])
+
+
+def _tensor_signature(model):
+    """Image batch in, probability map out (float32, any size): shown on the model's MLflow page,
+    and without one MLflow warns on every logged model."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    def schema(shape) -> Schema:
+        return Schema([TensorSpec(np.dtype(np.float32), tuple(-1 if size is None else size for size in shape))])
+
+    return ModelSignature(inputs=schema(model.input_shape), outputs=schema(model.output_shape))
 
 
 def _version(distribution: str) -> str:

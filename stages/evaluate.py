@@ -11,7 +11,7 @@ from activeseg.model import load_model
 from activeseg.outputs import write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
-from activeseg.tracking import log_evaluation, resume_run
+from activeseg.tracking import log_evaluation, resume_run, run_to_resume
 
 
 def main() -> None:
@@ -27,6 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     threshold = params.evaluate.threshold
+    run_id = run_to_resume(params.tracking, args.run_record)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     test = load_split_arrays(args.prepared, "test")
     probabilities = predict_probabilities(load_model(args.model), transform.normalize(test.images))
@@ -40,7 +41,7 @@ def main() -> None:
                    params.evaluate.overlays, test.ignore)
     print("evaluate: " + ", ".join(f"{name} {summary[name]:.4f}" for name in
                                    ("dice", "precision", "recall", "iou", "trivial_dice")))
-    with resume_run(params.tracking, args.run_record) as mlflow:
+    with resume_run(run_id) as mlflow:
         if mlflow:
             log_evaluation(mlflow, summary, [args.per_image, args.curve], args.overlays,
                            threshold_figure(curve, threshold))

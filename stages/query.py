@@ -11,7 +11,7 @@ from activeseg.outputs import atomic_path, write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
 from activeseg.runtime import seed_everything
-from activeseg.tracking import resume_run
+from activeseg.tracking import resume_run, run_to_resume
 
 
 def main() -> None:
@@ -26,6 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     query = params.query
+    run_id = run_to_resume(params.tracking, args.run_record)
     seed_everything(params.seed)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
@@ -43,7 +44,7 @@ def main() -> None:
     write_json(args.metrics, summary)
     print(f"query: ranked {len(ranking)} pool images by {query.strategy}; exported {len(chosen)} with "
           f"pre-filled Labelme JSON to {Path(args.out) / 'export'} for annotation")
-    with resume_run(params.tracking, args.run_record) as mlflow:
+    with resume_run(run_id) as mlflow:
         if mlflow:
             mlflow.log_metrics({f"query_{key}": value for key, value in summary.items() if key != "strategy"})
             mlflow.log_artifact(str(Path(args.out) / "ranking.csv"), artifact_path="query")

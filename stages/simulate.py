@@ -8,7 +8,7 @@ from activeseg.errors import run_main
 from activeseg.outputs import atomic_path, write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
-from activeseg.tracking import resume_run
+from activeseg.tracking import resume_run, run_to_resume
 
 
 def main() -> None:
@@ -36,9 +36,10 @@ def main() -> None:
         return
     from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, write_figures
 
+    run_id = run_to_resume(params.tracking, args.run_record)
     data = SimulationData(Transform.load(Path(args.prepared) / "stats.json"),
                           *(load_split_arrays(args.prepared, split) for split in ("train", "pool", "val", "test")))
-    with resume_run(params.tracking, args.run_record) as mlflow:
+    with resume_run(run_id) as mlflow:
         def log_run(strategy, seed, curve):
             if mlflow:
                 # a nested run lands in the default experiment unless told the parent's

@@ -2,17 +2,23 @@
 
 A kill (SIGTERM or SIGKILL) in the middle of training must leave no model, metrics or run record
 in the DVC outputs, and the next ``dvc repro`` must complete; with ``train.resume`` it continues
-from the last finished epoch. An unreachable tracking server must stop a stage within seconds
-with a message naming MLFLOW_TRACKING_URI, or, with ``tracking.required: false``, be skipped.
+from the last finished epoch; a SIGTERM ends the MLflow run as KILLED, keeping what it logged. A
+tracking server that refuses connections or never answers must stop a stage within seconds, and
+before it does any work, with a message naming MLFLOW_TRACKING_URI, or, with
+``tracking.required: false``, be skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import runpy
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_project, project_env, run, stale_stages
+from conftest import REPO_ROOT, make_project, project_env, run, stale_stages, tiny_params_dict
 
 TRAIN_OUTPUTS = ("models/model.keras", "models/mlflow_run.json", "metrics/train.json", "metrics/train_history.csv")
 
@@ -101,22 +107,42 @@ def kill_group_and_wait(process: subprocess.Popen, signum: int, timeout: float =
         time.sleep(0.2)
 
 
+def logged_epochs(store: Path) -> int:
+    """How many epochs' ``val_dice`` the runs in the SQLite store at ``store`` hold so far."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM metrics WHERE key = 'val_dice'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or busy
+        return 0
+
+
 @pytest.mark.slow
-def test_sigterm_during_training_leaves_no_outputs(prepared_project):
+def test_sigterm_during_training_leaves_no_outputs_and_ends_the_mlflow_run_killed(prepared_project):
+    from mlflow import MlflowClient
+
     project = prepared_project
     params = project / "params.yaml"
     original = params.read_text()
-    params.write_text(original.replace("resume: true", "resume: false"))  # the throw-away checkpoint folder
+    changed = yaml.safe_load(original)
+    changed["epochs"] = 50  # still training when the signal comes after the first epoch
+    changed["train"]["resume"] = False  # the throw-away checkpoint folder
+    params.write_text(yaml.safe_dump(changed, sort_keys=False))
     try:
         process = start_repro(project, "train")
-        # the checkpoint folder appears once the model is built, just before fit() starts
-        wait_for(lambda: any((project / "models").glob(".checkpoint-*")), process, "training started")
-        time.sleep(2)
+        wait_for(lambda: logged_epochs(project / "mlflow.db") >= 1, process, "the first epoch's metrics")
         kill_group_and_wait(process, signal.SIGTERM)
     finally:
         params.write_text(original)
     assert process.returncode != 0
+    assert "stopped by SIGTERM" in process.stdout.read()
     assert_no_train_outputs(project)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (killed,) = client.search_runs([client.get_experiment_by_name("activeseg").experiment_id])
+    assert killed.info.status == "KILLED"  # not RUNNING forever
+    assert len(client.get_metric_history(killed.info.run_id, "val_dice")) >= 1  # what it logged is kept
+    assert killed.data.params["epochs"] == "50"
 
 
 @pytest.mark.slow
@@ -154,8 +180,79 @@ def test_unreachable_server_fails_within_seconds(tmp_path, monkeypatch, tiny_par
     assert not record.exists()
 
 
+@contextlib.contextmanager
+def silent_server(answers_health: bool):
+    """An http URI on loopback whose server accepts connections and never answers them, except
+    ``/health`` when ``answers_health`` (a server that hangs after the stage's probe)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            held.append(connection)
+            if answers_health and connection.recv(4096).startswith(b"GET /health "):
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+@pytest.mark.parametrize("answers_health", [False, True], ids=["silent", "hangs-after-probe"])
+def test_server_that_never_answers_fails_within_the_timeout(tmp_path, monkeypatch, tiny_params, answers_health):
+    from activeseg.errors import ActivesegError
+    from activeseg.tracking import start_run
+
+    # what the README tells users to set; 1 s keeps MLflow's 3 tries (2 retries) short here
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    record = tmp_path / "mlflow_run.json"
+    with silent_server(answers_health) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        started = time.monotonic()
+        with pytest.raises(ActivesegError, match="MLFLOW_TRACKING_URI"):
+            with start_run(tiny_params(), "data", record):
+                pytest.fail("a run must not open on a server that does not answer")
+        # the 5 s probe, or 3 tries of 1 s with 1 s + 2 s of backoff: far below MLflow's own minutes
+        assert time.monotonic() - started < 30
+    assert not record.exists()
+
+
+@pytest.mark.parametrize("stage", ["query", "evaluate"])
+def test_query_and_evaluate_check_the_server_before_any_work(tmp_path, monkeypatch, capsys, stage):
+    """``tracking.required: true`` stops at once: not after scoring the pool or the test split."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params_dict()))
+    (tmp_path / "mlflow_run.json").write_text(json.dumps({"run_id": "0123abcd"}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_uri())
+    # the stage's inputs are missing: only a check made before reading them can stop it first
+    outputs = {"query": ["--ingested", "ingested", "--out", "query", "--metrics", "query.json"],
+               "evaluate": ["--metrics", "evaluate.json", "--per-image", "per_image.csv", "--curve", "curve.csv",
+                            "--overlays", "overlays"]}[stage]
+    monkeypatch.setattr(sys, "argv", [stage, "--prepared", "prepared", "--model", "model.keras",
+                                      "--run-record", "mlflow_run.json", *outputs])
+    previous = signal.getsignal(signal.SIGTERM)  # run_main turns SIGTERM into an exception
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(REPO_ROOT / "stages" / f"{stage}.py"), run_name="__main__")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "MLFLOW_TRACKING_URI" in error and "tracking.required: false" in error, error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlflow_run.json", "params.yaml"]
+
+
 def test_unreachable_server_is_skipped_when_tracking_not_required(tmp_path, monkeypatch, capsys, tiny_params):
-    from activeseg.tracking import resume_run, start_run
+    from activeseg.tracking import run_to_resume, start_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_uri())
     params = tiny_params(tracking__required=False)
@@ -164,8 +261,7 @@ def test_unreachable_server_is_skipped_when_tracking_not_required(tmp_path, monk
         assert mlflow is None
     assert json.loads(record.read_text()) == {"run_id": None}
     record.write_text(json.dumps({"run_id": "0123abcd"}))  # a run train opened before the outage
-    with resume_run(params.tracking, record) as mlflow:
-        assert mlflow is None
+    assert run_to_resume(params.tracking, record) is None
     assert "runs without tracking" in capsys.readouterr().err
 
 

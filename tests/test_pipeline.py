@@ -19,6 +19,11 @@ STAGE_OUTPUTS = [
 ]
 
 
+# TensorFlow's C++ log (oneDNN notice, absl's pre-init notice, a tf.data NodeDef error), the
+# framework line segmentation_models prints on import, MLflow's INFO lines (creating its tables)
+CHATTER = ("oneDNN", "absl::InitializeLog", "NodeDef mentions", "Segmentation Models:", " INFO mlflow")
+
+
 def mlflow_runs(project):
     import mlflow
 
@@ -29,11 +34,16 @@ def mlflow_runs(project):
 
 
 def test_repro_then_experiment(project):
+    revision = run(["git", "rev-parse", "--short=7", "HEAD"], project).stdout.strip()
     first = run(["dvc", "repro"], project)
     for stage in ("ingest", "split", "preprocess", "augment", "train", "query", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
     for output in STAGE_OUTPUTS:
         assert (project / output).is_file(), f"{output} was not written"
+    # progress, actionable warnings and one summary line per stage: none of the libraries' chatter
+    chatter = [line for line in (first.stdout + first.stderr).splitlines()
+               if any(noise in line for noise in CHATTER)]
+    assert not chatter, chatter
 
     again = run(["dvc", "repro"], project)
     ran = [line for line in again.stdout.splitlines() if line.startswith("Running stage")]
@@ -62,6 +72,9 @@ def test_repro_then_experiment(project):
     client, runs = mlflow_runs(project)
     assert len(runs) == 2, "expected one MLflow run per pipeline execution"
     by_name = {mlflow_run.data.tags.get("dvc_exp_name"): mlflow_run for mlflow_run in runs}
+    # the baseline run is named after its commit (the outputs written before train are not edits)
+    assert by_name[None].info.run_name == f"main@{revision}"
+    assert by_name[None].info.status == by_name["two-epochs"].info.status == "FINISHED"
     experiment_run = by_name["two-epochs"]
     assert experiment_run.data.params["epochs"] == "2"
     assert experiment_run.data.params["train.backbone"] == "resnet18"
