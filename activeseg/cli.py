@@ -23,12 +23,26 @@ def ui_command(port: int, store_uri: str | None = None) -> tuple[list[str], dict
     return command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
+def ui_url(port: int, experiment_id: str | None) -> str:
+    """The link to the experiment's runs table: MLflow 3 opens an experiment on its GenAI overview
+    (traces, empty for this project) in a fresh browser, whatever the experiment's kind tag says."""
+    base = f"http://127.0.0.1:{port}"
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else base
+
+
 def ui(args: argparse.Namespace) -> None:
     """Start the MLflow UI over the project's store, bound to this machine only."""
-    from activeseg.tracking import tracking_uri
+    from pathlib import Path
 
+    from activeseg.params import TrackingParams, load_params
+    from activeseg.tracking import existing_experiment_id, tracking_uri
+
+    params = Path(args.params)
+    experiment = load_params(params).tracking.experiment if params.is_file() else TrackingParams().experiment
+    url = ui_url(args.port, existing_experiment_id(experiment))
     command, env = ui_command(args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {tracking_uri()}); Ctrl-C stops it")
+    # flushed: execve replaces the process, and with it whatever Python had not written yet
+    print(f"MLflow UI on {url} (store {tracking_uri()}); Ctrl-C stops it", flush=True)
     os.execve(sys.executable, command, env)
 
 
@@ -49,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     ui_parser = commands.add_parser("ui", help=ui.__doc__)
     ui_parser.add_argument("--port", type=int, default=5000)
+    ui_parser.add_argument("--params", default="params.yaml", help="for the experiment's name (default: %(default)s)")
     ui_parser.set_defaults(handler=ui)
     predict_parser = commands.add_parser(
         "predict", help=predict.__doc__, description=predict.__doc__ + " Writes OUT/masks/<name>.png "

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from activeseg.cli import ui_command
-from conftest import REPO_ROOT, make_project, run
+from conftest import REPO_ROOT, make_project, project_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -113,18 +115,21 @@ def http_ok(url: str) -> bool:
 
 @pytest.fixture
 def mlflow_ui(experiments, tmp_path):
-    """The UI as `activeseg ui` starts it, over the project's store, on a free loopback port."""
+    """`activeseg ui` run as a person runs it, in the project, on a free loopback port; yields
+    ``(base URL, the link it printed)``."""
     project = experiments[0]
     port = free_port()
-    command, env = ui_command(port, f"sqlite:///{project / 'mlflow.db'}")
-    log = (tmp_path / "mlflow-ui.log").open("w")
-    server = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    log_path = tmp_path / "mlflow-ui.log"
+    log = log_path.open("w")
+    server = subprocess.Popen([sys.executable, "-m", "activeseg.cli", "ui", "--port", str(port)], cwd=project,
+                              env=project_env(project), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(lambda: server.poll() is not None or http_ok(f"http://127.0.0.1:{port}/health"), 120,
                  "the MLflow UI to answer")
-        assert server.poll() is None, (tmp_path / "mlflow-ui.log").read_text()[-3000:]
-        yield f"http://127.0.0.1:{port}"
+        assert server.poll() is None, log_path.read_text()[-3000:]
+        printed = re.search(r"MLflow UI on (\S+)", log_path.read_text())
+        assert printed, log_path.read_text()[-3000:]
+        yield f"http://127.0.0.1:{port}", printed.group(1)
     finally:
         stop_group(server)
         log.close()
@@ -205,7 +210,9 @@ READ_COMPARISON = r"""(() => {
 CLICK = "(() => {{ const b = document.querySelector('[aria-label=\"{}\"]'); if (b) b.click(); return !!b; }})()"
 
 
-async def drive_comparison(chromium: str, url: str, profile: Path, screenshot: Path) -> dict:
+@contextlib.asynccontextmanager
+async def browser_tab(chromium: str, profile: Path):
+    """A :class:`Browser` on the one tab of a headless Chromium with the (fresh) ``profile``."""
     import aiohttp
 
     browser_process = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
@@ -219,24 +226,39 @@ async def drive_comparison(chromium: str, url: str, profile: Path, screenshot: P
             async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
                 page = next(t for t in await response.json() if t["type"] == "page")
             async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as websocket:
-                tab = Browser(websocket)
-                await tab.send("Page.navigate", url=url)
-                await tab.wait_for("document.querySelectorAll('a[title=\"Plot chart\"]').length > 0 && "
-                                   "document.body.innerText.includes('Run Name')", 90, "the comparison view")
-                # only what differs between the runs, in one screen: fold the default chart (of the
-                # first metric, not the Dice) and close the assistant panel
-                for label in ("Parameters - Show diff only", "Metrics - Show diff only", "Tags - Show diff only",
-                              "collapse Visualizations", "Close"):
-                    await tab.evaluate(CLICK.format(label))
-                await tab.wait_for("!document.body.innerText.includes('train.backbone')", 20, "the diff-only view")
-                await asyncio.sleep(1.0)  # let the charts finish their transition
-                seen = await tab.evaluate(READ_COMPARISON)
-                shot = await tab.send("Page.captureScreenshot", format="png")
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                screenshot.write_bytes(base64.b64decode(shot["data"]))
-                return seen
+                yield Browser(websocket)
     finally:
         stop_group(browser_process)
+
+
+async def drive_comparison(chromium: str, url: str, profile: Path, screenshot: Path) -> dict:
+    async with browser_tab(chromium, profile) as tab:
+        await tab.send("Page.navigate", url=url)
+        await tab.wait_for("document.querySelectorAll('a[title=\"Plot chart\"]').length > 0 && "
+                           "document.body.innerText.includes('Run Name')", 90, "the comparison view")
+        # only what differs between the runs, in one screen: fold the default chart (of the
+        # first metric, not the Dice) and close the assistant panel
+        for label in ("Parameters - Show diff only", "Metrics - Show diff only", "Tags - Show diff only",
+                      "collapse Visualizations", "Close"):
+            await tab.evaluate(CLICK.format(label))
+        await tab.wait_for("!document.body.innerText.includes('train.backbone')", 20, "the diff-only view")
+        await asyncio.sleep(1.0)  # let the charts finish their transition
+        seen = await tab.evaluate(READ_COMPARISON)
+        shot = await tab.send("Page.captureScreenshot", format="png")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return seen
+
+
+async def open_link(chromium: str, url: str, profile: Path, names: list[str]) -> dict:
+    """Open ``url`` in a fresh profile, as a person following the link would, and wait until the
+    run ``names`` appear; returns the page's final address and text."""
+    async with browser_tab(chromium, profile) as tab:
+        await tab.send("Page.navigate", url=url)
+        await tab.wait_for(" && ".join(f"document.body.innerText.includes({json.dumps(name)})" for name in names),
+                           90, f"the runs {names}")
+        await asyncio.sleep(1.0)  # a client-side redirect (to the GenAI overview) would come now
+        return await tab.evaluate("({url: location.href, text: document.body.innerText})")
 
 
 @pytest.fixture(scope="module")  # module scope: pytest sets it up before the module-scoped experiments
@@ -248,11 +270,22 @@ def chromium() -> str:
     return found
 
 
+def test_activeseg_ui_link_opens_the_runs_table_in_a_fresh_browser(chromium, experiments, mlflow_ui, tmp_path):
+    _, _, runs = experiments
+    base, link = mlflow_ui
+    experiment_id = runs["epochs-1"].info.experiment_id
+    assert link == f"{base}/#/experiments/{experiment_id}/runs"
+    page = asyncio.run(open_link(chromium, link, tmp_path / "fresh-profile", list(EXPERIMENTS)))
+    # still the runs table, not the GenAI overview that MLflow 3 opens an experiment on
+    assert page["url"].endswith(f"/#/experiments/{experiment_id}/runs"), page["url"]
+    assert "Run Name" in page["text"], page["text"][:2000]
+
+
 def test_mlflow_ui_compares_both_runs_with_their_epochs_and_dice(chromium, experiments, mlflow_ui, tmp_path):
     _, client, runs = experiments
     experiment_id = runs["epochs-1"].info.experiment_id
     ids = [runs[name].info.run_id for name in EXPERIMENTS]
-    url = (f"{mlflow_ui}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([experiment_id])}"
+    url = (f"{mlflow_ui[0]}/#/compare-runs?runs={json.dumps(ids)}&experiments={json.dumps([experiment_id])}"
            "&workflowType=machine_learning")
     seen = asyncio.run(drive_comparison(chromium, url, tmp_path / "chromium-profile", SCREENSHOT))
 
