@@ -161,10 +161,13 @@ def git_run_name(revision: str) -> str:
     committed run from one of uncommitted edits."""
     branch = (_git("symbolic-ref", "--short", "-q", "HEAD") or "").strip()
     name = f"{branch}@{revision[:7]}" if branch else revision[:7]
-    changed = (_git("status", "--porcelain", "-z", "--untracked-files=all") or "").split("\0")
+    # the project's files only (it may be a folder of the repository: `dvc init --subdir`)
+    changed = (_git("status", "--porcelain", "-z", "--untracked-files=all", "--", ".") or "").split("\0")
+    prefix = (_git("rev-parse", "--show-prefix") or "").strip()  # porcelain paths are from the top
     pipeline_files = ["dvc.lock", *pipeline_outputs()]
     # -z entries are "XY path"; a rename or copy is followed by its old path as an entry of its own
-    paths = [entry[3:] for entry in changed if entry[2:3] == " " and Path(entry[3:]).name != ".gitignore"]
+    paths = [entry[3:].removeprefix(prefix) for entry in changed
+             if entry[2:3] == " " and Path(entry[3:]).name != ".gitignore"]
     if any(not any(path == own or path.startswith(own.rstrip("/") + "/") for own in pipeline_files)
            for path in paths):
         name += "+dirty"
