@@ -147,16 +147,19 @@ def stall_warning(summary: dict) -> str | None:
 
 
 def train(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,
-          val_set: SplitArrays, model_path: str | Path, extra_callbacks=(), seed: int = 42) -> pd.DataFrame:
+          val_set: SplitArrays, model_path: str | Path, extra_callbacks=(), seed: int = 42,
+          strategy: "tf.distribute.Strategy | None" = None) -> pd.DataFrame:
     """Fit a fresh model and write the best epoch's model to ``model_path``; returns the history
-    (of the full-resolution stage, for a cascade, whose coarse stage is not resumable)."""
+    (of the full-resolution stage, for a cascade, whose coarse stage is not resumable). ``strategy``:
+    one already made from ``params.distribute`` (a multi-worker one must exist before any TF op)."""
+    strategy = strategy or make_strategy(params.distribute)
     data = training_dataset(train_set, transform, params, seed)
     steps = steps_per_epoch(params, int(train_set.has_mask.sum()))
     validation = validation_arrays(val_set, transform)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = run_fingerprint(params, epochs, seed, transform, train_set, val_set)
-    with make_strategy(params.distribute).scope(), \
+    with strategy.scope(), \
             resumable_fit(model_path.parent / CHECKPOINT_DIR, fingerprint, params.resume) as (scratch, resumed):
         if params.cascade:
             print(f"train: cascade stage 1 of 2, coarse U-Net at 1/{params.cascade_factor} resolution")

@@ -1,6 +1,7 @@
 """DVC stage train: augmented training set + val → best U-Net by validation Dice, history, MLflow run."""
 
 import argparse
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -24,15 +25,23 @@ def main() -> None:
     parser.add_argument("--run-record", required=True)
     args = parser.parse_args()
     params = load_params(args.params)
+    from activeseg.distribute import is_chief, make_strategy, worker_path
     from activeseg.training import stall_warning, train, training_summary
 
+    strategy = make_strategy(params.train.distribute)  # first: a multi-worker one sets up TF at startup
+    chief = is_chief(strategy)
     seed_everything(params.seed)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     train_set, val_set = load_arrays(args.augmented), load_split_arrays(args.prepared, "val")
     data_version = hashlib.sha1(Path(args.manifest).read_bytes()).hexdigest()[:12]
-    with start_run(params, data_version, args.run_record) as mlflow:
-        history = train(params.train, params.epochs, transform, train_set, val_set, args.model,
-                        extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed)
+    # on a multi-worker cluster only the chief writes the model, the metrics and the MLflow run
+    with (start_run(params, data_version, args.run_record) if chief else contextlib.nullcontext()) as mlflow, \
+            worker_path(args.model, chief) as model_path:
+        history = train(params.train, params.epochs, transform, train_set, val_set, model_path,
+                        extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed, strategy=strategy)
+        if not chief:
+            print("train: finished as a worker other than the chief; the chief writes the outputs")
+            return
         summary = training_summary(history, len(train_set))
         write_csv(args.history, history)
         write_json(args.metrics, summary)

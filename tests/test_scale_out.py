@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,10 +14,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, file_digests, make_project, project_env, run, stale_stages
+from conftest import REPO_ROOT, file_digests, make_project, project_env, run, stale_stages, tiny_params_dict
 
 
 
@@ -157,3 +159,88 @@ def test_mirrored_strategy_trains_over_two_logical_cpus(tmp_path):
     assert outcome["replicas"] == 2
     assert outcome["shape"] == [2, 32, 32, 1]
     assert outcome["loss"][1] < outcome["loss"][0], "the mirrored model did not learn"
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_train_inputs(folder: Path, size: int = 32) -> None:
+    """What the train stage reads, from the built-in synthetic generator: 16 training and 8
+    validation images, their transform and a manifest."""
+    from activeseg import synthetic
+    from activeseg.outputs import write_json
+    from activeseg.preprocess import SplitArrays, Transform, save_arrays
+
+    examples = list(synthetic.generate(24, size, 2, 4, 0))
+
+    def arrays(chosen):
+        images = np.stack([image for _, image, _ in chosen])
+        masks = (np.stack([mask for _, _, mask in chosen])[..., None] > 0).astype(np.uint8)
+        return SplitArrays(np.array([image_id for image_id, _, _ in chosen]), images, masks, np.ones(len(chosen), bool))
+
+    save_arrays(folder / "augmented" / "train.npz", arrays(examples[:16]))
+    save_arrays(folder / "prepared" / "val.npz", arrays(examples[16:]))
+    write_json(folder / "prepared" / "stats.json", Transform(size, 3, "unit", (0.5,) * 3, (0.25,) * 3).to_json())
+    (folder / "manifest.csv").write_text("id\n" + "\n".join(image_id for image_id, _, _ in examples) + "\n")
+
+
+def start_train_stage(inputs: Path, workdir: Path, distribute: str, tf_config: dict | None = None):
+    """``stages/train.py`` in its own folder (as on its own host), its outputs under ``workdir``."""
+    workdir.mkdir()
+    params = tiny_params_dict(epochs=2, train__distribute=distribute, train__architecture="unet_plain",
+                              train__plain_filters=8, train__steps_per_epoch=8, train__learning_rate=0.003)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = project_env(REPO_ROOT)
+    env.pop("TF_CONFIG", None)
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    command = [sys.executable, str(REPO_ROOT / "stages" / "train.py"), "--params", "params.yaml",
+               "--prepared", str(inputs / "prepared"), "--augmented", str(inputs / "augmented" / "train.npz"),
+               "--manifest", str(inputs / "manifest.csv"), "--model", "models/model.keras",
+               "--history", "metrics/train_history.csv", "--metrics", "metrics/train.json",
+               "--run-record", "models/mlflow_run.json"]
+    with open(workdir / "log.txt", "w") as log:
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_trains_on_two_local_workers_and_only_the_chief_writes(tmp_path):
+    inputs = tmp_path / "inputs"
+    write_train_inputs(inputs)
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    processes = {
+        "single": start_train_stage(inputs, tmp_path / "single", "none"),
+        **{f"worker{index}": start_train_stage(inputs, tmp_path / f"worker{index}", "multi_worker_mirrored",
+                                               {"cluster": cluster, "task": {"type": "worker", "index": index}})
+           for index in (0, 1)},
+    }
+    try:
+        deadline = time.monotonic() + 900
+        for name, process in processes.items():
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:  # a worker whose peer died waits for it forever: never leave one behind
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    logs = {name: (tmp_path / name / "log.txt").read_text() for name in processes}
+    for name, process in processes.items():
+        assert process.returncode == 0, f"{name} exited {process.returncode}\n{logs[name][-3000:]}"
+
+    chief, worker, single = tmp_path / "worker0", tmp_path / "worker1", tmp_path / "single"
+    for output in ("models/model.keras", "metrics/train.json", "metrics/train_history.csv", "models/mlflow_run.json"):
+        assert (chief / output).is_file(), f"the chief did not write {output}"
+    assert json.loads((chief / "models" / "mlflow_run.json").read_text())["run_id"]
+    assert sorted(path.name for path in worker.iterdir()) == ["log.txt", "params.yaml"], \
+        "a worker other than the chief wrote outputs (or an MLflow store)"
+    assert "other than the chief" in logs["worker1"]
+
+    def best_val_dice(folder):
+        return json.loads((folder / "metrics" / "train.json").read_text())["best_val_dice"]
+
+    assert best_val_dice(single) > 0.3, "the single-process reference did not learn"
+    assert best_val_dice(chief) == pytest.approx(best_val_dice(single), abs=0.05)
