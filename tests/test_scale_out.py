@@ -191,8 +191,8 @@ def write_train_inputs(folder: Path, size: int = 32) -> None:
 def start_train_stage(inputs: Path, workdir: Path, distribute: str, tf_config: dict | None = None):
     """``stages/train.py`` in its own folder (as on its own host), its outputs under ``workdir``."""
     workdir.mkdir()
-    params = tiny_params_dict(epochs=2, train__distribute=distribute, train__architecture="unet_plain",
-                              train__plain_filters=8, train__steps_per_epoch=8, train__learning_rate=0.003)
+    params = tiny_params_dict(epochs=3, train__distribute=distribute, train__architecture="unet_plain",
+                              train__plain_filters=8, train__steps_per_epoch=10, train__learning_rate=0.003)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = project_env(REPO_ROOT)
     env.pop("TF_CONFIG", None)
