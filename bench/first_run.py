@@ -1,0 +1,73 @@
+"""A new user's first run: a fresh clone of this repository's HEAD, `time make run`, its test Dice.
+
+    python bench/first_run.py                       # the real thing: make run (venv + install + dvc repro)
+    python bench/first_run.py --venv /path/.venv    # dvc repro only, with an installed environment
+
+Writes bench/results/first_run.json: seconds (wall time of the command), dice and test_images
+(metrics/evaluate.json), best_epoch / epochs_run (metrics/train.json), the command, the machine
+and its load average before and after. `make run` installs into the clone's own .venv, from pip's
+cache where it has the wheels; the clone is deleted afterwards (--keep keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--venv", help="skip the install: run `dvc repro` with this environment's bin on PATH")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "first_run.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
+    args = parser.parse_args()
+
+    clone = Path(tempfile.mkdtemp(prefix="activeseg-first-run-")) / "activeseg"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV", "PYTHONPATH", "DVC_EXP_NAME", "TF_CONFIG")}
+    if args.venv:
+        env["PATH"] = f"{Path(args.venv).resolve() / 'bin'}{os.pathsep}{env['PATH']}"
+        command = ["dvc", "repro"]
+    else:
+        command = ["make", "run"]
+    load_before = os.getloadavg()
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=clone, env=env)
+    seconds = time.monotonic() - start
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed (exit {result.returncode}) in {clone}")
+    evaluation = json.loads((clone / "metrics" / "evaluate.json").read_text())
+    training = json.loads((clone / "metrics" / "train.json").read_text())
+    record = {
+        "command": " ".join(command), "seconds": round(seconds, 1),
+        "dice": evaluation["dice"], "test_images": evaluation["images"],
+        "best_val_dice": training["best_val_dice"], "best_epoch": training["best_epoch"],
+        "epochs_run": training["epochs_run"], "train_images": training["train_images"],
+        "revision": subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,
+                                   text=True).stdout.strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "load_average_before": round(load_before[0], 2), "load_average_after": round(os.getloadavg()[0], 2),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+    if args.keep:
+        print(f"clone kept: {clone}")
+    else:
+        shutil.rmtree(clone.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
