@@ -28,6 +28,13 @@ and the best-scored image of each cluster. Top-K alone tends to take K near-dupl
 kind of hard image) in one round; clustering the candidates is the diverse mini-batch of
 Zhdanov 2019 (arXiv 1901.05954), close to the representativeness step of Yang et al. 2017's
 suggestive annotation. ``random`` is never clustered: it is the baseline.
+
+Whether a score finds the images the model gets wrong (:func:`score_error_agreement`), where the
+masks are known (the simulation's pool): per image the true error is 1 - Dice of the model's plain
+prediction against the mask; the Spearman rank correlation of score with error, and the error
+lift of the K top-scored images (their mean error over the pool's), 1 being no better than chance.
+A score can only save labels if it ranks hard images first, and this shows it from one trained
+model, long before learning curves over many do.
 """
 
 from __future__ import annotations
@@ -195,3 +202,32 @@ def pick(ranking, ids: np.ndarray, embeddings: Optional[np.ndarray], count: int,
     # k-means can leave a cluster empty (identical embeddings): fill up with the best of the rest
     chosen += [image_id for image_id in candidates if image_id not in chosen][: count - len(chosen)]
     return [image_id for image_id in ranked if image_id in set(chosen)]
+
+
+def image_errors(truth: np.ndarray, probabilities: np.ndarray, threshold: float, ignore=None) -> np.ndarray:
+    """Per image ``1 - Dice`` of the thresholded ``(N, H, W)`` probabilities against the masks,
+    leaving out the pixels where ``ignore`` is set (as the test Dice does)."""
+    from activeseg.metrics import per_image_scores
+
+    if ignore is not None:
+        ignore = ignore.reshape(probabilities.shape)
+    return 1.0 - per_image_scores(truth.reshape(probabilities.shape).astype(bool), probabilities > threshold,
+                                  ignore)["dice"]
+
+
+def score_error_agreement(scores: np.ndarray, errors: np.ndarray, count: int) -> dict:
+    """``spearman``: rank correlation of ``scores`` with ``errors`` (ties share their mean rank;
+    None when either is constant, the correlation being undefined); ``error_lift``: the mean error
+    of the ``count`` top-scored images (ties broken by position) over the mean error of all (None
+    when the model gets every image right)."""
+    import pandas as pd
+
+    scores, errors = np.asarray(scores, np.float64), np.asarray(errors, np.float64)
+    spearman = None
+    if len(scores) >= 2 and np.ptp(scores) > 0 and np.ptp(errors) > 0:
+        ranks = pd.DataFrame({"score": scores, "error": errors}).rank()
+        spearman = float(np.corrcoef(ranks["score"], ranks["error"])[0, 1])
+    top = np.argsort(-scores, kind="stable")[:count]
+    mean_error = float(errors.mean()) if len(errors) else 0.0
+    lift = float(errors[top].mean()) / mean_error if mean_error > 0 and len(top) else None
+    return {"spearman": spearman, "error_lift": lift}

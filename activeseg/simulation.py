@@ -22,6 +22,11 @@ Summaries per strategy, from the curve averaged over seeds: ``labels_to_target``
 labeled images whose mean Dice reaches ``target_fraction`` of the mean full-pool Dice (null when
 no round gets there), and ``aulc``, the area under the learning curve divided by the width of the
 labeled range (the curve's mean Dice, 1 at best), given as mean and std over seeds.
+
+Each round also records whether the score found the images the last model gets wrong
+(:func:`activeseg.acquisition.score_error_agreement` over the remaining pool, K the images per
+round): the Spearman correlation of score with true error and the error lift of the K top-scored;
+their means over rounds and seeds are in the summary. Noisy curves are explained by these.
 """
 
 from __future__ import annotations
@@ -33,15 +38,16 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from activeseg.acquisition import pick, rank, score_pool
+from activeseg.acquisition import image_errors, pick, rank, score_error_agreement, score_pool
 from activeseg.errors import ActivesegError
 from activeseg.evaluation import predict_probabilities
 from activeseg.metrics import pack_targets, pooled_scores
 from activeseg.params import Params
 from activeseg.preprocess import SplitArrays, Transform
 
-# added_ids: the pool images whose masks the round revealed (space-separated), to see what each strategy picks
-RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice", "added_ids"]
+# added_ids: the pool images whose masks the round revealed (space-separated), to see what each strategy picks;
+# spearman, error_lift: how well the scores that picked them tracked the true errors (empty at round 0)
+RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice", "added_ids", "spearman", "error_lift"]
 
 
 @dataclasses.dataclass
@@ -172,15 +178,18 @@ def simulate(params: Params, data: SimulationData,
             first_model.set_weights(first_weights)
             model, dice = first_model, first_dice
             curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice,
-                      "added_ids": ""}]
+                      "added_ids": "", "spearman": None, "error_lift": None}]
             for round_number in range(1, sim.rounds + 1):
                 taken = set(chosen)
                 remaining = np.array([index for index in everything if index not in taken])
                 if len(remaining) == 0:
                     break
-                scored = score_pool(model, data.transform.normalize(data.pool.images[remaining]), strategy,
-                                    params.query.mc_dropout_passes, params.query.reduction,
-                                    params.query.batch_size, seed * 1000 + round_number)
+                pool_images = data.transform.normalize(data.pool.images[remaining])
+                scored = score_pool(model, pool_images, strategy, params.query.mc_dropout_passes,
+                                    params.query.reduction, params.query.batch_size, seed * 1000 + round_number)
+                errors = image_errors(data.pool.masks[remaining], predict_probabilities(model, pool_images), threshold,
+                                      data.pool.ignore[remaining])
+                agreement = score_error_agreement(scored.scores, errors, sim.images_per_round)
                 ranking = rank(remaining.astype(str), scored.scores, strategy)
                 added = [int(index) for index in pick(ranking, remaining.astype(str), scored.embeddings,
                                                       sim.images_per_round, params.query.candidates_per_pick,
@@ -190,13 +199,23 @@ def simulate(params: Params, data: SimulationData,
                 dice = dice_on_test(model, data, threshold)
                 curve.append({"strategy": strategy, "seed": seed, "round": round_number,
                               "labeled": len(data.train) + len(chosen), "dice": dice,
-                              "added_ids": " ".join(str(data.pool.ids[index]) for index in added)})
+                              "added_ids": " ".join(str(data.pool.ids[index]) for index in added), **agreement})
                 print(f"simulation: {strategy} seed {seed} round {round_number}/{sim.rounds}: "
-                      f"{curve[-1]['labeled']} labeled, test Dice {dice:.4f}")
+                      f"{curve[-1]['labeled']} labeled, test Dice {dice:.4f}, score/error Spearman "
+                      f"{_shown(agreement['spearman'])}, error lift {_shown(agreement['error_lift'])}")
             rows += curve
             if on_run is not None:
                 on_run(strategy, seed, pd.DataFrame(curve, columns=RUN_COLUMNS))
     return pd.DataFrame(rows, columns=RUN_COLUMNS), pd.DataFrame(references)
+
+
+def _shown(value: Optional[float]) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _mean_or_none(values: pd.Series) -> Optional[float]:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return round(float(values.mean()), 6) if len(values) else None
 
 
 def learning_curves(runs: pd.DataFrame, strategies) -> pd.DataFrame:
@@ -225,7 +244,8 @@ def labels_to_target(labeled: np.ndarray, dice: np.ndarray, target: float) -> Op
 
 def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_fraction: float) -> dict:
     """Per strategy: labels to reach the target (on the mean curve), its ratio to random's, AULC
-    mean / std over seeds, final mean Dice; plus the full-pool Dice and the target."""
+    mean / std over seeds, final mean Dice, and (from the runs' ``spearman`` and ``error_lift``
+    columns) their means; plus the full-pool Dice and the target."""
     full_pool = float(references["dice"].mean())
     target = target_fraction * full_pool
     curves = learning_curves(runs, strategies)
@@ -239,6 +259,10 @@ def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_f
             "labels_to_target": labels_to_target(rows["labeled"].to_numpy(), rows[strategy].to_numpy(), target),
             "aulc": round(float(np.mean(per_seed)), 6), "aulc_std": round(float(np.std(per_seed)), 6),
             "final_dice": round(float(rows[strategy].iloc[-1]), 6)}
+        if "spearman" in runs:   # the mean over rounds and seeds; None where never defined
+            chosen = runs[runs["strategy"] == strategy]
+            summary["strategies"][strategy]["score_error_spearman"] = _mean_or_none(chosen["spearman"])
+            summary["strategies"][strategy]["error_lift"] = _mean_or_none(chosen["error_lift"])
     random_labels = summary["strategies"].get("random", {}).get("labels_to_target")
     for strategy, values in summary["strategies"].items():
         ratio = values["labels_to_target"] / random_labels if random_labels and values["labels_to_target"] else None

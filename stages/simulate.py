@@ -4,6 +4,8 @@
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from activeseg.errors import run_main
 from activeseg.outputs import atomic_path, write_csv, write_json
 from activeseg.params import load_params
@@ -52,6 +54,9 @@ def main() -> None:
                                        "steps_per_epoch": sim.steps_per_epoch})
                     for row in curve.itertuples():
                         mlflow.log_metric("test_dice", row.dice, step=int(row.labeled))
+                        for name in ("spearman", "error_lift"):
+                            if pd.notna(getattr(row, name)):
+                                mlflow.log_metric(f"score_error_{name}", getattr(row, name), step=int(row.labeled))
 
         runs, references = simulate(params, data, on_run=log_run)
         summary = summarize(runs, references, sim.strategies, sim.target_fraction)

@@ -128,6 +128,26 @@ def project(tmp_path):
     return make_project(tmp_path / "project")
 
 
+def pixelwise_model(size: int = 32):
+    """A model whose foreground probability is ``sigmoid(10 * (mean intensity - 0.5))`` per pixel,
+    with the ``mc_dropout`` layer before its head (rate 0: every pass is the same, so scores are
+    known exactly): an image of grey 128 is the one it is least sure of. Pixel by pixel, so it
+    commutes with flips and turns."""
+    import numpy as np
+
+    from activeseg.model import DROPOUT_LAYER
+    from activeseg.runtime import keras
+
+    inputs = keras.Input((size, size, 3))
+    intensity = keras.layers.Conv2D(1, 1, name="intensity")(inputs)
+    dropped = keras.layers.Dropout(0.0, name=DROPOUT_LAYER)(intensity)
+    logits = keras.layers.Conv2D(1, 1, name="head")(dropped)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logits))
+    model.get_layer("intensity").set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32), np.array([-0.5], np.float32)])
+    model.get_layer("head").set_weights([np.full((1, 1, 1, 1), 10.0, np.float32), np.zeros(1, np.float32)])
+    return model
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     """``../shared/datasets`` from the project root, or a clean skip where it is absent."""

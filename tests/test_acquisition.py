@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from activeseg.acquisition import SCORE_MAXIMUM, binary_entropy, pick, pixel_scores, rank, reduce_scores
+from activeseg.acquisition import (SCORE_MAXIMUM, binary_entropy, image_errors, pick, pixel_scores, rank, reduce_scores,
+                                   score_error_agreement)
 
 # Two passes over one image of three pixels: p_t = (0.2, 0.6), (0.5, 0.5) and (0, 1).
 SAMPLES = np.array([[[[0.2, 0.5, 0.0]]], [[[0.6, 0.5, 1.0]]]])  # (T=2, N=1, H=1, W=3)
@@ -104,6 +105,22 @@ def test_pick_with_candidates_takes_the_best_of_each_cluster():
     assert pick(PICK_RANKING, PICK_IDS, PICK_EMBEDDINGS, 2, 2, seed=5) == ["a", "d"]
 
 
+# Asymmetric: the ids are not in rank order and not every id is a candidate, so clustering the
+# rows of the wrong images (the first rows, or the rows in rank order) groups them differently.
+# Ranked a > b > c > d > e > f; with 2 picks of 2 candidates each the candidates are a, b, c, d,
+# whose own embeddings form the groups (a, b) near 0 and (c, d) near 10: the picks are a and c.
+# The first four rows (f, e, d, c) would put a, b, c near (0, 10, 10) and d near 10: a and b.
+ASYMMETRIC_IDS = np.array(["f", "e", "d", "c", "b", "a"])
+ASYMMETRIC_EMBEDDINGS = np.array([[0.1, 0.0], [10.0, 10.1], [10.1, 10.0], [9.9, 10.0], [0.0, 0.1], [0.1, 0.1]])
+ASYMMETRIC_RANKING = rank(ASYMMETRIC_IDS, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), "entropy")
+
+
+def test_pick_clusters_each_candidate_by_its_own_embedding_row():
+    assert pick(ASYMMETRIC_RANKING, ASYMMETRIC_IDS, ASYMMETRIC_EMBEDDINGS, 2, 1, seed=0) == ["a", "b"]   # top-K
+    for seed in (0, 1, 2):
+        assert pick(ASYMMETRIC_RANKING, ASYMMETRIC_IDS, ASYMMETRIC_EMBEDDINGS, 2, 2, seed=seed) == ["a", "c"]
+
+
 def test_pick_gives_k_distinct_candidates_best_first_even_for_identical_embeddings():
     chosen = pick(PICK_RANKING, PICK_IDS, np.zeros((6, 2)), 3, 2, seed=0)
     assert len(set(chosen)) == 3 and chosen[0] == "a"    # the best candidate always heads its cluster
@@ -113,6 +130,40 @@ def test_pick_gives_k_distinct_candidates_best_first_even_for_identical_embeddin
 def test_pick_never_clusters_random():
     ranking = rank(PICK_IDS, np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), "random")
     assert pick(ranking, PICK_IDS, PICK_EMBEDDINGS, 2, 3, seed=0) == ["a", "b"]
+
+
+def test_score_error_agreement_on_a_hand_made_table():
+    # ranks (1 = lowest) of the scores: (3, 4, 1, 5, 2); of the errors: (4, 3, 1, 5, 2);
+    # d = (-1, 1, 0, 0, 0), sum d^2 = 2, rho = 1 - 6 * 2 / (5 * 24) = 0.9
+    scores = np.array([0.3, 0.8, 0.1, 0.9, 0.2])
+    errors = np.array([0.6, 0.4, 0.0, 1.0, 0.2])
+    agreement = score_error_agreement(scores, errors, count=2)
+    assert agreement["spearman"] == pytest.approx(0.9)
+    # the top 2 by score are images 3 and 1: errors (1.0 + 0.4) / 2 = 0.7 over the mean 0.44
+    assert agreement["error_lift"] == pytest.approx(0.7 / 0.44)
+    assert score_error_agreement(errors, errors, 2)["spearman"] == pytest.approx(1.0)
+    assert score_error_agreement(-errors, errors, 2)["spearman"] == pytest.approx(-1.0)
+    # ties share their mean rank: scores (1, 1, 2) → ranks (1.5, 1.5, 3); errors ranks (1, 2, 3)
+    assert score_error_agreement(np.array([1.0, 1.0, 2.0]), np.array([0.1, 0.2, 0.3]), 1)["spearman"] == \
+        pytest.approx(np.corrcoef([1.5, 1.5, 3], [1, 2, 3])[0, 1])
+
+
+def test_score_error_agreement_is_none_where_undefined():
+    assert score_error_agreement(np.ones(4), np.array([0.1, 0.2, 0.3, 0.4]), 2)["spearman"] is None
+    assert score_error_agreement(np.array([0.1, 0.2]), np.zeros(2), 1) == {"spearman": None, "error_lift": None}
+
+
+def test_image_errors_are_one_minus_dice_per_image():
+    truth = np.zeros((3, 2, 2, 1), np.uint8)
+    truth[0, 0, :] = 1                                  # two pixels, one of them predicted: Dice 2/3
+    truth[1] = 1                                        # all four predicted: Dice 1
+    probabilities = np.zeros((3, 2, 2))
+    probabilities[0, 0, 0] = probabilities[1] = 0.9
+    probabilities[2, 1, 1] = 0.7                        # nothing there, one predicted: Dice 0
+    np.testing.assert_allclose(image_errors(truth, probabilities, 0.5), [1 / 3, 0.0, 1.0])
+    ignore = np.zeros_like(truth)
+    ignore[0, 0, 1] = 1                                 # the missed pixel left out: image 0 is right
+    np.testing.assert_allclose(image_errors(truth, probabilities, 0.5, ignore), [0.0, 0.0, 1.0])
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +212,16 @@ def test_score_pool_gives_a_score_map_and_probability_per_image(tiny_model, pool
     assert result.embeddings.shape[0] == 5 and np.isfinite(result.embeddings).all()
     if strategy != "random":   # the image score is the mean of its map
         np.testing.assert_allclose(result.scores, result.maps.reshape(5, -1).mean(axis=1), rtol=1e-5)
+
+
+def test_score_pool_keeps_each_image_embedding_on_its_own_row_across_batches(tiny_model, pool_images):
+    from activeseg.acquisition import score_pool
+
+    batched = score_pool(tiny_model, pool_images, "entropy", 2, "mean", batch_size=2, seed=0)
+    one_by_one = np.concatenate([score_pool(tiny_model, pool_images[[index]], "entropy", 2, "mean", 1, 0).embeddings
+                                 for index in range(len(pool_images))])
+    assert not np.allclose(one_by_one[0], one_by_one[1:])     # the images differ, so a mix-up shows
+    np.testing.assert_allclose(batched.embeddings, one_by_one, rtol=1e-4, atol=1e-5)
 
 
 def test_random_scores_follow_the_seed(tiny_model, pool_images):

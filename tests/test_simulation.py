@@ -11,7 +11,7 @@ import pytest
 
 from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, summarize
 
-from conftest import REPO_ROOT, make_project, run
+from conftest import REPO_ROOT, make_project, pixelwise_model, run
 
 
 def runs_table(rows):
@@ -65,6 +65,18 @@ def test_summary_labels_to_target_ratio_and_aulc():
     never = summarize(RUNS, REFERENCES.assign(dice=1.0), ["mc_dropout", "random"], target_fraction=1.0)
     assert never["strategies"]["random"]["labels_to_target"] is None
     assert never["strategies"]["mc_dropout"]["labels_ratio_to_random"] is None
+
+
+def test_summary_averages_the_score_error_signal_over_scored_rounds():
+    runs = RUNS.assign(spearman=[None, 0.2, 0.4, None, 0.6, None, None, 0.0, 0.1, None, -0.1, 0.0],
+                       error_lift=[None, 1.5, 2.5, None, 2.0, None, None, 1.0, 1.0, None, 0.7, 1.3])
+    summary = summarize(runs, REFERENCES, ["mc_dropout", "random"], target_fraction=0.9)["strategies"]
+    assert summary["mc_dropout"]["score_error_spearman"] == pytest.approx(0.4)    # (0.2 + 0.4 + 0.6) / 3
+    assert summary["mc_dropout"]["error_lift"] == pytest.approx(2.0)
+    assert summary["random"]["score_error_spearman"] == pytest.approx(0.0)
+    assert summary["random"]["error_lift"] == pytest.approx(1.0)
+    never = summarize(runs.assign(spearman=None), REFERENCES, ["mc_dropout"], 0.9)["strategies"]["mc_dropout"]
+    assert never["score_error_spearman"] is None
 
 
 def test_simulation_params_are_checked(tiny_params):
@@ -128,6 +140,8 @@ def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(tmp_path):
         assert set(revealed) <= pool_ids and len(set(revealed)) == 4   # pool images, never twice
     summary = json.loads((project / "metrics" / "simulation.json").read_text())
     assert summary["enabled"] is True and set(summary["strategies"]) == {"mc_dropout", "random"}
+    assert {"score_error_spearman", "error_lift"} <= set(summary["strategies"]["random"])
+    assert {"spearman", "error_lift"} <= set(runs.columns)
     assert 0 <= summary["full_pool_dice"] <= 1
     figures = sorted(path.name for path in (project / "metrics" / "simulation_figures").iterdir())
     assert figures == ["aulc.png", "labels_to_target.png", "learning_curves.png"]
@@ -203,3 +217,58 @@ def test_simulation_carries_ignore_regions_into_training_and_test_dice():
     np.testing.assert_array_equal(labeled.ignore, np.concatenate([data.train.ignore, data.pool.ignore[[0, 2]]]))
     # on the 6 counted rows the truth has 2 x 8 foreground pixels of 6 x 8: Dice 2*16 / (16 + 48)
     assert dice_on_test(AllForeground(), data, 0.5) == pytest.approx(0.5)
+
+
+def test_each_strategy_picks_what_it_scores_and_the_oracle_reveals_the_hidden_masks(tiny_params, monkeypatch):
+    """With a model that is unsure exactly on the mid-grey pool images, entropy must reveal those
+    two first and random must not; and every revealed mask is the pool's hidden one, not a blank."""
+    from activeseg import simulation
+    from activeseg.preprocess import SplitArrays, Transform
+
+    greys = {"black": 5, "dark": 30, "mid": 128, "near_mid": 118, "light": 215, "white": 255, "pale": 240}
+    pool_ids = np.array(list(greys))
+    images = np.stack([np.full((32, 32, 3), grey, np.uint8) for grey in greys.values()])
+    masks = np.zeros((len(greys), 32, 32, 1), np.uint8)
+    for index in range(len(greys)):
+        masks[index, index:index + 5, 2 * index:2 * index + 7] = 1   # a different hidden mask each
+    pool = SplitArrays(pool_ids, images, masks, np.ones(len(greys), bool))
+    train = SplitArrays(np.array(["t"]), images[:1], masks[:1], np.ones(1, bool))
+    data = simulation.SimulationData(Transform(32, 3, "unit", (0.0,), (1.0,)), train, pool, train, train)
+
+    fitted = []
+
+    class FixedModelTrainer:
+        def __init__(self, params, data):
+            self.model = pixelwise_model()
+
+        def fit(self, labeled, seed):
+            fitted.append(labeled)
+            return self.model
+
+    monkeypatch.setattr(simulation, "Trainer", FixedModelTrainer)
+    params = tiny_params(simulation__enabled=True, simulation__strategies=["entropy", "random"],
+                         simulation__rounds=1, simulation__images_per_round=2, simulation__seeds=1)
+    runs, _ = simulation.simulate(params, data)
+    added = {row.strategy: set(row.added_ids.split()) for row in runs[runs["round"] == 1].itertuples()}
+    assert added["entropy"] == {"mid", "near_mid"}
+    assert added["random"] != {"mid", "near_mid"}
+    revealed = [labeled for labeled in fitted if 1 < len(labeled) < 1 + len(greys)]
+    assert len(revealed) == 2                                  # one round per strategy
+    hidden = dict(zip(pool_ids, masks))
+    for labeled in revealed:
+        for image_id, mask in zip(labeled.ids[1:], labeled.masks[1:]):
+            np.testing.assert_array_equal(mask, hidden[image_id])
+
+    # the round's score/error signal, worked out from the model's formula: every image is predicted
+    # all foreground (grey > 127.5) or all background; each hidden mask has 35 of 1024 pixels; no two
+    # greys are equally far from 127.5, so no two scores tie (float32 would break a tie either way)
+    from activeseg.acquisition import binary_entropy, score_error_agreement
+
+    probability = 1 / (1 + np.exp(-10 * (np.array(list(greys.values())) / 255 - 0.5)))
+    errors = np.where(probability > 0.5, 1 - 2 * 35 / (1024 + 35), 1.0)
+    expected = score_error_agreement(binary_entropy(probability), errors, 2)
+    entropy_round = runs[(runs["strategy"] == "entropy") & (runs["round"] == 1)].iloc[0]
+    assert entropy_round["spearman"] == pytest.approx(expected["spearman"])
+    assert entropy_round["error_lift"] == pytest.approx(expected["error_lift"])
+    random_round = runs[(runs["strategy"] == "random") & (runs["round"] == 1)].iloc[0]
+    assert random_round["error_lift"] != pytest.approx(expected["error_lift"])   # random scored its own way
