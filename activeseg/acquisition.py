@@ -1,9 +1,16 @@
 """Acquisition: scoring unlabeled images by how much their mask would teach the model.
 
-Pixel scores come from T Monte-Carlo dropout passes (Gal & Ghahramani 2016; Di Scandalea et al.
-2019). The U-Net's features are computed once per batch and only the dropout-and-head tail runs
-T times (see :func:`activeseg.model.split_at_dropout`), so T passes cost about one ``predict``
-(measured in ``bench/scoring_cost.py``).
+Pixel scores come from T samples of each image's prediction (``query.sampling``):
+
+- ``head_dropout``: T Monte-Carlo dropout passes (Gal & Ghahramani 2016; Di Scandalea et al.
+  2019). The U-Net's features are computed once per batch and only the dropout-and-head tail runs
+  T times (see :func:`activeseg.model.split_at_dropout`), so T passes cost about one ``predict``
+  (measured in ``bench/scoring_cost.py``).
+- ``tta``: test-time augmentation, T = 8: the model (dropout off) predicts each of the 8 flips and
+  quarter turns of the image (:func:`dihedral`), and each prediction is turned back
+  (:func:`undo_dihedral`) so the 8 samples are aligned pixel for pixel. Where the model's answer
+  depends on the orientation it is unsure (Wang et al. 2019, arXiv 1807.07356); this needs no
+  dropout, so it works with any trained model, at the cost of 8 ``predict`` calls.
 
 Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p`` their mean:
 
@@ -17,9 +24,17 @@ Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p
   of it, so the two rank images identically and only ``margin`` is offered.
 - ``random``: a seeded uniform number per image, the baseline every strategy must beat.
 
-Reduction of pixel scores to one score per image: ``mean`` over all pixels, or
+Reduction of pixel scores to one score per image: ``mean`` over all pixels;
 ``foreground_border``: mean over the predicted foreground (``p > 0.5``) dilated by 2 pixels
-(a 5x5 square), so large empty backgrounds do not dilute the score (0 when nothing is predicted).
+(a 5x5 square), so large empty backgrounds do not dilute the score (0 when nothing is predicted);
+or ``distance_weighted``: the mean of the pixel scores weighted by the Euclidean distance
+transform of the predicted foreground (each predicted pixel's distance to the nearest predicted
+background pixel, divided by the image's largest such distance), so the thin band along every
+predicted boundary, uncertain in every image, weighs little and the score measures doubt inside
+the objects (Di Scandalea et al. 2019, arXiv 1907.05143, section 2; as ``compute_uncertain`` in
+neuropoly/deep-active-learning ``ceal/utils.py``, which min-max scales the transform of the
+prediction). 0 when nothing is predicted; an image predicted foreground everywhere has no
+boundary and weight 1 everywhere.
 
 Picking the K images to annotate (:func:`pick`): the top K by score, or, with
 ``candidates_per_pick`` C > 1, the top C*K grouped into K clusters by k-means on an embedding of
@@ -78,10 +93,25 @@ def pixel_scores(strategy: str, samples: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
+def distance_weights(probability: np.ndarray) -> np.ndarray:
+    """``(H, W)`` weights in [0, 1]: the Euclidean distance of each predicted-foreground pixel
+    (``p > 0.5``) to the nearest predicted-background pixel over the largest such distance."""
+    foreground = (probability > 0.5).astype(np.uint8)
+    if not foreground.any():
+        return np.zeros(probability.shape, np.float32)
+    if foreground.all():
+        return np.ones(probability.shape, np.float32)
+    distance = cv2.distanceTransform(foreground, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return distance / distance.max()
+
+
 def reduce_scores(scores: np.ndarray, mean_probability: np.ndarray, reduction: str) -> np.ndarray:
     """``(N, H, W)`` pixel scores to ``(N,)`` image scores."""
     if reduction == "mean":
         return scores.reshape(len(scores), -1).mean(axis=1)
+    if reduction == "distance_weighted":
+        return np.array([float((score * distance_weights(probability)).mean())
+                         for score, probability in zip(scores, mean_probability)])
     if reduction == "foreground_border":
         kernel = np.ones((5, 5), np.uint8)
         image_scores = np.zeros(len(scores))
@@ -108,12 +138,32 @@ def _split_model(model):
     return _SPLIT_MODELS[model]
 
 
-def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, description: str = "score pool"):
+# The 8 symmetries of the square as (quarter turns, flipped first): identity first.
+DIHEDRAL = [(turns, flipped) for flipped in (False, True) for turns in range(4)]
+
+
+def dihedral(images: np.ndarray, turns: int, flipped: bool) -> np.ndarray:
+    """``(B, H, W, ...)`` images mirrored left-right (if ``flipped``), then turned ``turns``
+    quarter turns counter-clockwise; square images keep their shape."""
+    images = images[:, :, ::-1] if flipped else images
+    return np.rot90(images, turns, axes=(1, 2))
+
+
+def undo_dihedral(images: np.ndarray, turns: int, flipped: bool) -> np.ndarray:
+    """The inverse of :func:`dihedral`: turn back, then mirror back."""
+    images = np.rot90(images, -turns, axes=(1, 2))
+    return images[:, :, ::-1] if flipped else images
+
+
+def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, description: str = "score pool",
+               sampling: str = "head_dropout"):
     """Yield ``(start, samples, embeddings)`` per batch, ``samples`` being ``(T, B, H, W)``
     probabilities and ``embeddings`` ``(B, 2F)``: the mean and standard deviation over pixels of
     the F feature channels the dropout layer receives (what :func:`pick` clusters).
 
-    ``passes=1`` gives the plain prediction (dropout off). Both halves run as compiled graphs
+    ``head_dropout``: T = ``passes`` passes of the dropout-and-head tail; ``passes=1`` gives the
+    plain prediction (dropout off). ``tta``: T = 8, one plain prediction per :data:`DIHEDRAL`
+    view, turned back (``passes`` is ignored). Both halves run as compiled graphs
     (``predict_on_batch`` and a ``tf.function``), as ``predict`` does; run eagerly, op by op, they
     were several times slower on CPU."""
     import tensorflow as tf
@@ -121,8 +171,16 @@ def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, descript
     feature_model, head = _split_model(model)
     starts = range(0, len(images), batch_size)
     for start in progress(starts, f"{description} ({batch_size} images a step)"):
-        features = feature_model.predict_on_batch(images[start:start + batch_size])
+        batch = images[start:start + batch_size]
+        features = feature_model.predict_on_batch(batch)
         embeddings = np.concatenate([features.mean(axis=(1, 2)), features.std(axis=(1, 2))], axis=1)
+        if sampling == "tta":
+            samples = [head(tf.constant(features), False).numpy()[..., 0]]
+            for turns, flipped in DIHEDRAL[1:]:
+                view = feature_model.predict_on_batch(np.ascontiguousarray(dihedral(batch, turns, flipped)))
+                samples.append(undo_dihedral(head(tf.constant(view), False).numpy()[..., 0], turns, flipped))
+            yield start, np.stack(samples), embeddings
+            continue
         features = tf.constant(features)
         samples = np.stack([head(features, passes > 1).numpy()[..., 0] for _ in range(passes)])
         yield start, samples, embeddings
@@ -141,8 +199,9 @@ class PoolScores:
 
 
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
-               batch_size: int, seed: int) -> PoolScores:
+               batch_size: int, seed: int, sampling: str = "head_dropout") -> PoolScores:
     """Score ``(N, S, S, C)`` normalised images; memory is two float32 ``(N, S, S)`` maps.
+    ``sampling``: ``head_dropout`` or ``tta`` (see :func:`mc_samples`).
 
     ``random`` runs the model once without dropout (for the maps and polygons only) and draws the
     image scores from ``seed``."""
@@ -150,8 +209,9 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     maps = np.zeros(images.shape[:3], np.float32)
     probabilities = np.zeros(images.shape[:3], np.float32)
     embeddings = None
-    for start, samples, batch_embeddings in mc_samples(model, images, 1 if strategy == "random" else passes,
-                                                       batch_size):
+    plain = strategy == "random"
+    for start, samples, batch_embeddings in mc_samples(model, images, 1 if plain else passes, batch_size,
+                                                       sampling="head_dropout" if plain else sampling):
         scores = pixel_scores(strategy, samples)
         mean = samples.mean(axis=0)
         image_scores[start:start + len(scores)] = reduce_scores(scores, mean, reduction)

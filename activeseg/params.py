@@ -24,7 +24,8 @@ LOSSES = ("bce", "dice", "focal", "jaccard")
 NORMALIZATIONS = ("unit", "zscore")
 INTENSITIES = ("8bit", "minmax", "percentile")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
-REDUCTIONS = ("mean", "foreground_border")
+REDUCTIONS = ("mean", "foreground_border", "distance_weighted")
+SAMPLINGS = ("head_dropout", "tta")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
@@ -107,6 +108,7 @@ class TrainParams:
 class QueryParams:
     strategy: str = "mc_dropout"
     mc_dropout_passes: int = 8
+    sampling: str = "head_dropout"
     reduction: str = "mean"
     top_k: int = 5
     candidates_per_pick: int = 1
@@ -286,6 +288,7 @@ def _check_ranges(params: Params, source: str) -> None:
     query = params.query
     check(query.strategy in STRATEGIES, "query.strategy", f"must be one of {', '.join(STRATEGIES)}")
     check(query.reduction in REDUCTIONS, "query.reduction", f"must be one of {', '.join(REDUCTIONS)}")
+    check(query.sampling in SAMPLINGS, "query.sampling", f"must be one of {', '.join(SAMPLINGS)}")
     check(query.mc_dropout_passes >= 2, "query.mc_dropout_passes", "must be at least 2")
     check(query.top_k >= 1, "query.top_k", "must be at least 1")
     check(query.candidates_per_pick >= 1, "query.candidates_per_pick", "must be at least 1 (1: plain top-K)")

@@ -186,7 +186,8 @@ def simulate(params: Params, data: SimulationData,
                     break
                 pool_images = data.transform.normalize(data.pool.images[remaining])
                 scored = score_pool(model, pool_images, strategy, params.query.mc_dropout_passes,
-                                    params.query.reduction, params.query.batch_size, seed * 1000 + round_number)
+                                    params.query.reduction, params.query.batch_size, seed * 1000 + round_number,
+                                    params.query.sampling)
                 errors = image_errors(data.pool.masks[remaining], predict_probabilities(model, pool_images), threshold,
                                       data.pool.ignore[remaining])
                 agreement = score_error_agreement(scored.scores, errors, sim.images_per_round)

@@ -1,8 +1,14 @@
-"""Benchmark (issue 5): cost of scoring the pool with T Monte-Carlo dropout passes versus T plain
-``predict`` calls over the same images, in one run on the same model (bar: ratio <= 1.1).
+"""Benchmark (issues 5 and 15): cost of scoring the pool with each scoring option versus its T
+plain ``predict`` calls over the same images, in one run on the same model (bar: every ratio
+<= 1.1). One row per option under ``options``:
 
-The MC scorer computes the U-Net's features once per batch and runs only the dropout + head tail
-T times (activeseg.acquisition.mc_samples), so the ratio should sit near 1/T plus the head's cost.
+- ``head_dropout``: T Monte-Carlo dropout passes; the scorer computes the U-Net's features once
+  per batch and runs only the dropout + head tail T times (activeseg.acquisition.mc_samples), so
+  the ratio should sit near 1/T plus the head's cost;
+- ``tta``: the 8 flips / quarter turns (T = 8 whatever --passes), each a full prediction, turned back;
+- ``head_dropout+distance_weighted``: the first with the distance-transform reduction.
+
+The top-level ``ratio`` (and its seconds) is the ``head_dropout`` row, as before.
 
     python bench/scoring_cost.py --out bench/results/scoring_cost.json
 """
@@ -51,19 +57,28 @@ def main() -> None:
     model = build_unet(TrainParams(backbone=args.backbone, dropout=0.3), args.size, 3)
     images = np.random.default_rng(0).random((args.pool, args.size, args.size, 3)).astype(np.float32)
 
-    def mc_scoring():
-        score_pool(model, images, "mc_dropout", args.passes, "mean", args.batch_size, seed=0)
-
-    def plain_predicts():
-        for _ in range(args.passes):
+    def plain_predicts(passes):
+        for _ in range(passes):
             model.predict(images, batch_size=args.batch_size, verbose=0)
 
-    mc_scoring(), plain_predicts()   # warm-up: graph tracing is not what is measured
-    mc_seconds = best_of(args.repeats, mc_scoring)
-    predict_seconds = best_of(args.repeats, plain_predicts)
-    result = {"mc_scoring_seconds": round(mc_seconds, 3), "t_predicts_seconds": round(predict_seconds, 3),
-              "ratio": round(mc_seconds / predict_seconds, 3),
-              "ratio_to_one_predict": round(mc_seconds / (predict_seconds / args.passes), 3),
+    # option: (sampling, reduction, T)
+    options = {"head_dropout": ("head_dropout", "mean", args.passes), "tta": ("tta", "mean", 8),
+               "head_dropout+distance_weighted": ("head_dropout", "distance_weighted", args.passes)}
+    rows, predict_seconds = {}, {}
+    for name, (sampling, reduction, passes) in options.items():
+        def scoring():
+            score_pool(model, images, "mc_dropout", passes, reduction, args.batch_size, seed=0, sampling=sampling)
+
+        scoring(), plain_predicts(passes)   # warm-up: graph tracing is not what is measured
+        seconds = best_of(args.repeats, scoring)
+        if passes not in predict_seconds:
+            predict_seconds[passes] = best_of(args.repeats, lambda: plain_predicts(passes))
+        rows[name] = {"scoring_seconds": round(seconds, 3), "t_predicts_seconds": round(predict_seconds[passes], 3),
+                      "passes": passes, "ratio": round(seconds / predict_seconds[passes], 3),
+                      "ratio_to_one_predict": round(seconds / (predict_seconds[passes] / passes), 3)}
+    head = rows["head_dropout"]
+    result = {"mc_scoring_seconds": head["scoring_seconds"], "t_predicts_seconds": head["t_predicts_seconds"],
+              "ratio": head["ratio"], "ratio_to_one_predict": head["ratio_to_one_predict"], "options": rows,
               "arguments": vars(args), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
               "date": time.strftime("%Y-%m-%d")}
     write_json(args.out, result)

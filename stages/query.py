@@ -31,7 +31,7 @@ def main() -> None:
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
     scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
-                        query.mc_dropout_passes, query.reduction, query.batch_size, params.seed)
+                        query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling)
     ranking = rank(pool.ids, scored.scores, query.strategy)
     chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
     with atomic_path(args.out, directory=True) as staging:

@@ -6,8 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from activeseg.acquisition import (SCORE_MAXIMUM, binary_entropy, image_errors, pick, pixel_scores, rank, reduce_scores,
-                                   score_error_agreement)
+from activeseg.acquisition import (DIHEDRAL, SCORE_MAXIMUM, binary_entropy, dihedral, distance_weights, image_errors, pick,
+                                   pixel_scores, rank, reduce_scores, score_error_agreement, undo_dihedral)
+
+from conftest import pixelwise_model
 
 # Two passes over one image of three pixels: p_t = (0.2, 0.6), (0.5, 0.5) and (0, 1).
 SAMPLES = np.array([[[[0.2, 0.5, 0.0]]], [[[0.6, 0.5, 1.0]]]])  # (T=2, N=1, H=1, W=3)
@@ -77,6 +79,72 @@ def test_foreground_border_reduction_averages_the_dilated_prediction_only():
     reduced = reduce_scores(scores, probability, "foreground_border")
     assert reduced[0] == pytest.approx(2.0)
     assert reduced[1] == 0.0                     # nothing predicted → 0, not the background's 100
+
+
+def test_distance_weighted_reduction_weighs_the_inside_of_predicted_objects():
+    probability = np.zeros((3, 9, 9))
+    probability[0, 1:8, 1:8] = 0.9       # a 7x7 square: rings at distance 1 (24 px), 2 (16), 3 (8), 4 (1)
+    probability[2] = 0.9                 # everything predicted: no boundary, weight 1 everywhere
+    weights = distance_weights(probability[0])
+    assert weights[4, 4] == 1.0 and weights[1, 1] == pytest.approx(0.25) and weights[0, 0] == 0.0
+    ones = np.ones((3, 9, 9))
+    np.testing.assert_allclose(reduce_scores(ones, probability, "distance_weighted"),
+                               [(24 * 1 + 16 * 2 + 8 * 3 + 4) / 4 / 81, 0.0, 1.0])
+    border = np.zeros((2, 9, 9))
+    border[0, 1:8, 1:8] = 1.0
+    border[0, 2:7, 2:7] = 0.0            # doubt on the predicted boundary ring only: weight 24 x 0.25
+    border[1, 2:7, 2:7] = 0.5            # half of it, but inside: 0.5 x (16 x 0.5 + 8 x 0.75 + 1)
+    reduced = reduce_scores(border, probability[[0, 0]], "distance_weighted")
+    np.testing.assert_allclose(reduced, [24 * 0.25 / 81, 0.5 * 15 / 81])
+    assert reduced[0] < reduced[1] and reduce_scores(border, probability[[0, 0]], "mean")[0] > \
+        reduce_scores(border, probability[[0, 0]], "mean")[1]   # the plain mean ranks them the other way
+
+
+def test_the_eight_views_are_distinct_and_each_is_undone():
+    image = np.arange(16.0).reshape(1, 4, 4)
+    views = [dihedral(image, turns, flipped) for turns, flipped in DIHEDRAL]
+    assert len({view.tobytes() for view in views}) == 8
+    assert DIHEDRAL[0] == (0, False) and np.array_equal(views[0], image)
+    for view, (turns, flipped) in zip(views, DIHEDRAL):
+        np.testing.assert_array_equal(undo_dihedral(view, turns, flipped), image)
+    np.testing.assert_array_equal(dihedral(image, 1, False)[0], np.rot90(image[0]))
+    np.testing.assert_array_equal(dihedral(image, 0, True)[0], image[0, :, ::-1])
+
+
+def test_tta_turns_each_prediction_back_into_line():
+    """A pixel-by-pixel model predicts each flipped or turned view as the flipped or turned
+    prediction: turned back, all 8 samples are the plain prediction, so they agree everywhere."""
+    from activeseg.acquisition import mc_samples
+
+    images = np.random.default_rng(3).random((3, 32, 32, 3)).astype(np.float32)
+    images[:, :8, :20] = 0.0                         # asymmetric: a wrong turn would not line up
+    model = pixelwise_model()
+    plain = model.predict(images, verbose=0)[..., 0]
+    (_, samples, embeddings), = list(mc_samples(model, images, passes=2, batch_size=4, sampling="tta"))
+    assert samples.shape == (8, 3, 32, 32) and embeddings.shape[0] == 3
+    for sample in samples:
+        np.testing.assert_allclose(sample, plain, atol=1e-5)
+    assert pixel_scores("mc_dropout", samples).max() < 1e-9
+
+
+def test_tta_samples_of_a_u_net_differ_and_start_with_the_plain_prediction(tiny_model, pool_images):
+    from activeseg.acquisition import mc_samples, score_pool
+
+    (_, samples, _), = list(mc_samples(tiny_model, pool_images, passes=2, batch_size=8, sampling="tta"))
+    assert samples.shape == (8, 5, 32, 32)
+    np.testing.assert_allclose(samples[0], tiny_model.predict(pool_images, verbose=0)[..., 0], atol=1e-5)
+    assert samples.std(axis=0).mean() > 1e-4        # a random U-Net is not symmetric: the views disagree
+    scored = score_pool(tiny_model, pool_images, "bald", 2, "mean", 2, 0, sampling="tta")
+    np.testing.assert_allclose(scored.maps, pixel_scores("bald", samples), atol=1e-5)
+
+
+def test_query_sampling_is_checked(tiny_params):
+    from activeseg.errors import ActivesegError
+
+    assert tiny_params(query__sampling="tta").query.sampling == "tta"
+    with pytest.raises(ActivesegError, match="query.sampling"):
+        tiny_params(query__sampling="flips")
+    assert tiny_params(query__reduction="distance_weighted").query.reduction == "distance_weighted"
 
 
 def test_rank_orders_by_score_then_id_and_numbers_from_one():
