@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,9 @@ def mlflow_runs(project):
     return client, client.search_runs([experiment.experiment_id])
 
 
-def test_repro_then_experiment(project):
+def test_repro_then_experiment(tmp_path):
+    # the query stage clusters its candidates: 2 picks, each the best of 2 (see query_picks_clustered)
+    project = make_project(tmp_path / "project", query__candidates_per_pick=2)
     revision = run(["git", "rev-parse", "--short=7", "HEAD"], project).stdout.strip()
     first = run(["dvc", "repro"], project)
     for stage in ("ingest", "split", "preprocess", "augment", "train", "query", "evaluate"):
@@ -44,6 +46,8 @@ def test_repro_then_experiment(project):
     chatter = [line for line in (first.stdout + first.stderr).splitlines()
                if any(noise in line for noise in CHATTER)]
     assert not chatter, chatter
+
+    query_picks_clustered(project)
 
     again = run(["dvc", "repro"], project)
     ran = [line for line in again.stdout.splitlines() if line.startswith("Running stage")]
@@ -83,6 +87,22 @@ def test_repro_then_experiment(project):
     for name in ("test_dice", "test_f1", "test_precision", "test_recall", "test_iou", "query_pool_size"):
         assert name in experiment_run.data.metrics
     assert len(client.get_metric_history(experiment_run.info.run_id, "val_dice")) == 2
+
+
+def query_picks_clustered(project):
+    """The query stage scored by its strategy (MC-dropout variances, at most 0.25, where the seeded
+    random draws of a silently random query would mostly be above) and exported top_k = 2 distinct
+    images among the top 2 x 2 candidates."""
+    import pandas as pd
+
+    from activeseg.acquisition import SCORE_MAXIMUM
+
+    ranking = pd.read_csv(project / "data" / "query" / "ranking.csv")
+    assert len(ranking) >= 5 and set(ranking["strategy"]) == {"mc_dropout"}
+    assert ranking["score"].between(0, SCORE_MAXIMUM["mc_dropout"]).all(), ranking["score"].tolist()
+    exported = sorted(path.stem for path in (project / "data" / "query" / "export").glob("*.json"))
+    assert len(exported) == 2 and set(exported) <= set(ranking["id"].astype(str)[:4])
+    assert json.loads((project / "metrics" / "query.json").read_text())["exported"] == 2
 
 
 def test_bad_params_stop_before_any_work(project):
