@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from activeseg.acquisition import (DIHEDRAL, SCORE_MAXIMUM, binary_entropy, dihedral, distance_weights, image_errors, pick,
-                                   pixel_scores, rank, reduce_scores, score_error_agreement, undo_dihedral)
+from activeseg.acquisition import (DIHEDRAL, SCORE_MAXIMUM, binary_entropy, dihedral, distance_weights, image_errors,
+                                   pick, pixel_scores, rank, reduce_scores, score_error_agreement, undo_dihedral)
 
 from conftest import pixelwise_model
 
