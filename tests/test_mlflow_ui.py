@@ -39,7 +39,9 @@ def experiments(tmp_path_factory):
     """A tiny project with two experiments run by DVC; returns ``(project, {name: MLflow run})``."""
     from mlflow import MlflowClient
 
-    project = make_project(tmp_path_factory.mktemp("compare") / "project")
+    # The best epoch by val Dice is what gets evaluated: the rate is the one at which the tiny run's
+    # second epoch improves on its first, so the two experiments' metrics differ (the diff shows them)
+    project = make_project(tmp_path_factory.mktemp("compare") / "project", train__learning_rate=0.001)
     for name, epochs in EXPERIMENTS.items():
         run(["dvc", "exp", "run", "--name", name, "-S", f"epochs={epochs}"], project)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
