@@ -1,5 +1,6 @@
 """DVC stage collect_annotations: move Labelme files edited inside the query export (a DVC output
-that the next run replaces) to `<ingest.raw_dir>/annotations/`, where ingest reads them; create a missing default data/raw."""
+that the next run replaces) to `<ingest.raw_dir>/annotations/`, where ingest reads them; create a
+missing default data/raw."""
 
 import argparse
 
