@@ -27,17 +27,13 @@ from pathlib import Path
 
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path
-from activeseg.params import TrainParams
+from activeseg.params import TrainParams, size_divisor  # noqa: F401  (size_divisor: re-exported)
 from activeseg.runtime import keras, segmentation_models
 
 DROPOUT_LAYER = "mc_dropout"
 PLAIN_LEVELS = 4  # poolings of the classic U-Net
 
 
-def size_divisor(params: TrainParams) -> int:
-    """Input sides must be multiples of this (5 halvings for sm, 4 for plain, times the cascade's)."""
-    divisor = 32 if params.architecture == "sm_unet" else 2 ** PLAIN_LEVELS
-    return divisor * (params.cascade_factor if params.cascade else 1)
 
 
 def _set_batchnorm_momentum(model: keras.Model, momentum: float) -> None:

@@ -3,6 +3,10 @@
 Each section of params.yaml is a frozen dataclass below; :func:`load_params` checks every key
 and type before any heavy work starts and names the offending key on error. The defaults here
 mirror params.yaml, which is where each knob is documented.
+
+The keys in :data:`AUTO_KEYS` also accept ``auto``: :mod:`activeseg.plan` decides them from the
+ingested data (``data/plan.json``); stages read the decided values through
+:func:`activeseg.plan.effective_params`, never these raw ones.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ SAMPLINGS = ("head_dropout", "tta")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
+AUTO = "auto"
+# params that may be left to the data's plan (activeseg/plan.py decides them)
+AUTO_KEYS = ("preprocess.channels", "train.architecture", "preprocess.size", "preprocess.normalization",
+             "train.crop_size", "train.steps_per_epoch", "epochs")
+IntOrAuto = typing.Union[int, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +79,8 @@ class SplitParams:
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessParams:
-    size: int = 64
-    channels: int = 3
+    size: IntOrAuto = 64
+    channels: IntOrAuto = 3
     normalization: str = "unit"
     intensity: str = "8bit"
     percentiles: tuple[float, ...] = (0.5, 99.5)
@@ -94,8 +103,8 @@ class TrainParams:
     batchnorm_momentum: float = 0.9
     loss: str = "bce+dice"
     batch_size: int = 8
-    crop_size: int = 0
-    steps_per_epoch: int = 0
+    crop_size: IntOrAuto = 0
+    steps_per_epoch: IntOrAuto = 0
     learning_rate: float = 0.001
     lr_patience: int = 3
     early_stopping_patience: int = 10
@@ -144,7 +153,7 @@ class TrackingParams:
 
 @dataclasses.dataclass(frozen=True)
 class Params:
-    epochs: int = 2
+    epochs: IntOrAuto = 2
     seed: int = 42
     ingest: IngestParams = IngestParams()
     split: SplitParams = SplitParams()
@@ -162,6 +171,12 @@ def _fail(source: str, key: str, problem: str) -> ActivesegError:
 
 
 def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
+    if annotation == IntOrAuto:
+        if value == AUTO:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(source, key, f"must be a whole number, not {value!r} (or auto: decided from the data)")
+        return value
     if dataclasses.is_dataclass(annotation):
         return _build(annotation, value, key, source)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -232,7 +247,7 @@ def _check_ranges(params: Params, source: str) -> None:
         if not condition:
             raise _fail(source, key, problem)
 
-    check(params.epochs >= 1, "epochs", "must be at least 1")
+    check(is_auto(params.epochs) or params.epochs >= 1, "epochs", "must be at least 1")
     synthetic = params.ingest.synthetic
     check(synthetic.count >= 8, "ingest.synthetic.count", "must be at least 8")
     check(synthetic.size >= 32, "ingest.synthetic.size", "must be at least 32")
@@ -253,10 +268,11 @@ def _check_ranges(params: Params, source: str) -> None:
     check(0.0 <= split.initial_fraction < 1.0, "split.initial_fraction",
           "must be 0 (use split.initial_labeled) or between 0 and 1")
     size = params.preprocess.size
-    check(size >= 16 and size % 16 == 0, "preprocess.size", "must be a multiple of 32 (sm_unet halves it 5 times; 16 is enough for unet_plain)")
-    check(params.preprocess.channels in (1, 3), "preprocess.channels", "must be 1 (gray) or 3 (RGB)")
-    check(params.preprocess.normalization in NORMALIZATIONS, "preprocess.normalization",
-          f"must be one of {', '.join(NORMALIZATIONS)}")
+    check(is_auto(size) or (size >= 16 and size % 16 == 0), "preprocess.size",
+          "must be a multiple of 32 (sm_unet halves it 5 times; 16 is enough for unet_plain) or auto")
+    check(params.preprocess.channels in (AUTO, 1, 3), "preprocess.channels", "must be 1 (gray), 3 (RGB) or auto")
+    check(params.preprocess.normalization in (AUTO, *NORMALIZATIONS), "preprocess.normalization",
+          f"must be one of {', '.join(NORMALIZATIONS)} or auto")
     check(params.preprocess.intensity in INTENSITIES, "preprocess.intensity",
           f"must be one of {', '.join(INTENSITIES)}")
     percentiles = params.preprocess.percentiles
@@ -264,18 +280,22 @@ def _check_ranges(params: Params, source: str) -> None:
           "must be [low, high] with 0 <= low < high <= 100, e.g. [0.5, 99.5]")
     check(params.augment.variants >= 0, "augment.variants", "must be 0 or more")
     train = params.train
-    check(train.architecture in ARCHITECTURES, "train.architecture", f"must be one of {', '.join(ARCHITECTURES)}")
+    check(train.architecture in (AUTO, *ARCHITECTURES), "train.architecture",
+          f"must be one of {', '.join(ARCHITECTURES)} or auto")
     check(train.backbone in BACKBONES, "train.backbone", f"must be one of {', '.join(BACKBONES)}")
     check(train.plain_filters >= 4, "train.plain_filters", "must be at least 4")
     check(train.cascade_factor in (2, 4, 8), "train.cascade_factor", "must be 2, 4 or 8")
     check(0.0 < train.batchnorm_momentum < 1.0, "train.batchnorm_momentum", "must be between 0 and 1")
-    divisor = (32 if train.architecture == "sm_unet" else 16) * (train.cascade_factor if train.cascade else 1)
-    check(size % divisor == 0, "preprocess.size",
+    # with `auto` on either side the plan picks a fitting value and these run again on its result
+    divisor = size_divisor(train) if not is_auto(train.architecture) else 16
+    check(is_auto(size) or is_auto(train.architecture) or size % divisor == 0, "preprocess.size",
           f"must be a multiple of {divisor} for train.architecture {train.architecture}"
           + (f" with a cascade_factor {train.cascade_factor} cascade" if train.cascade else ""))
-    check(train.crop_size == 0 or (train.crop_size % divisor == 0 and train.crop_size <= size), "train.crop_size",
-          f"must be 0 (no crop) or a multiple of {divisor} no larger than preprocess.size")
-    check(train.steps_per_epoch >= 0, "train.steps_per_epoch", "must be 0 (one pass over the data) or more")
+    check(is_auto(train.crop_size) or train.crop_size == 0
+          or (train.crop_size % divisor == 0 and (is_auto(size) or train.crop_size <= size)), "train.crop_size",
+          f"must be auto, 0 (no crop) or a multiple of {divisor} no larger than preprocess.size")
+    check(is_auto(train.steps_per_epoch) or train.steps_per_epoch >= 0, "train.steps_per_epoch",
+          "must be auto, 0 (one pass over the data) or more")
     check(train.lr_patience >= 1, "train.lr_patience", "must be at least 1")
     check(all(part.strip() in LOSSES for part in train.loss.split("+")), "train.loss",
           f"must be one of {', '.join(LOSSES)} or a sum such as bce+dice")
@@ -307,6 +327,23 @@ def _check_ranges(params: Params, source: str) -> None:
     check(0.0 < simulation.target_fraction <= 1.0, "simulation.target_fraction", "must be in (0, 1]")
     check(0.0 < params.evaluate.threshold < 1.0, "evaluate.threshold", "must be between 0 and 1")
     check(params.evaluate.overlays >= 0, "evaluate.overlays", "must be 0 or more")
+
+
+def is_auto(value: Any) -> bool:
+    """True for a param left to the data's plan (see :mod:`activeseg.plan`)."""
+    return value == AUTO
+
+
+def size_divisor(train: TrainParams) -> int:
+    """Input sides must be multiples of this (5 halvings for sm, 4 for plain, times the cascade's)."""
+    divisor = 32 if train.architecture == "sm_unet" else 16
+    return divisor * (train.cascade_factor if train.cascade else 1)
+
+
+def check_params(params: Params, source: str = "params.yaml") -> Params:
+    """Check value ranges and their combinations (again on the plan's result); returns ``params``."""
+    _check_ranges(params, source)
+    return params
 
 
 def _check_predefined_split(split: SplitParams, check) -> None:
