@@ -220,6 +220,16 @@ def start_run(params: Params, data_version: str, run_record: str | Path) -> Iter
         write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id})
 
 
+def log_plan(mlflow, plan_path: str | Path) -> None:
+    """The data's plan (``data/plan.json``) as an artifact, and tags naming what it decided: the
+    params logged are already its effective values, so the tags say which of them were ``auto``."""
+    plan = json.loads(Path(plan_path).read_text())
+    mlflow.log_artifact(str(plan_path))
+    decided = [key for key, decision in plan["params"].items() if decision["by"] == "plan"]
+    mlflow.set_tags({"plan_auto": ", ".join(decided) or "none",
+                     "plan_warnings": " | ".join(plan["warnings"]) or "none"})
+
+
 def run_to_resume(tracking: TrackingParams, run_record: str | Path) -> Optional[str]:
     """The id of the run that train started, or None when this stage does not log to MLflow.
     Call it before any work: with ``tracking.required`` an unreachable server stops the stage

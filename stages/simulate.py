@@ -8,7 +8,7 @@ import pandas as pd
 
 from activeseg.errors import run_main
 from activeseg.outputs import atomic_path, write_csv, write_json
-from activeseg.params import load_params
+from activeseg.plan import load_effective_params
 from activeseg.preprocess import Transform, load_split_arrays
 from activeseg.tracking import resume_run, run_to_resume
 
@@ -16,13 +16,14 @@ from activeseg.tracking import resume_run, run_to_resume
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--plan", required=True, help="the plan stage's data/plan.json (decides `auto` params)")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--run-record", required=True, help="the pipeline's MLflow run, parent of the simulation runs")
     parser.add_argument("--out", required=True, help="folder for the learning-curve tables")
     parser.add_argument("--figures", required=True, help="folder for the figures (PNG)")
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_effective_params(args.params, args.plan)
     sim = params.simulation
     if not sim.enabled:
         from activeseg.simulation import write_disabled, write_disabled_figure

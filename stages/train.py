@@ -7,15 +7,16 @@ from pathlib import Path
 
 from activeseg.errors import run_main
 from activeseg.outputs import write_csv, write_json
-from activeseg.params import load_params
+from activeseg.plan import load_effective_params
 from activeseg.preprocess import Transform, load_arrays, load_split_arrays
 from activeseg.runtime import seed_everything
-from activeseg.tracking import log_keras_model, log_summary, mlflow_callbacks, start_run
+from activeseg.tracking import log_keras_model, log_plan, log_summary, mlflow_callbacks, start_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--plan", required=True, help="the plan stage's data/plan.json (decides `auto` params)")
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--augmented", required=True)
     parser.add_argument("--manifest", required=True, help="ingest manifest: its hash is the data version")
@@ -24,7 +25,7 @@ def main() -> None:
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--run-record", required=True)
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_effective_params(args.params, args.plan)
     from activeseg.distribute import is_chief, make_strategy, worker_path
     from activeseg.training import stall_warning, train, training_summary
 
@@ -37,6 +38,8 @@ def main() -> None:
     # on a multi-worker cluster only the chief writes the model, the metrics and the MLflow run
     with (start_run(params, data_version, args.run_record) if chief else contextlib.nullcontext()) as mlflow, \
             worker_path(args.model, chief) as model_path:
+        if mlflow:
+            log_plan(mlflow, args.plan)
         history = train(params.train, params.epochs, transform, train_set, val_set, model_path,
                         extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed, strategy=strategy)
         if not chief:
