@@ -25,6 +25,12 @@ TINY_OVERRIDES = {
     "split.test_fraction": 0.2,
     "split.initial_labeled": 6,
     "preprocess.size": 32,
+    # the rest of the params the plan may decide (`auto` in params.yaml), fixed for unit tests
+    "preprocess.channels": 3,
+    "preprocess.normalization": "unit",
+    "train.architecture": "sm_unet",
+    "train.crop_size": 0,
+    "train.steps_per_epoch": 0,
     "augment.variants": 1,
     "train.batch_size": 4,
     "query.mc_dropout_passes": 2,

@@ -1,0 +1,193 @@
+"""The data's plan: each `auto` rule on a made-up manifest, determinism, explicit params winning."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from activeseg.errors import ActivesegError
+from activeseg.params import AUTO_KEYS, parse_params
+from activeseg.plan import describe, effective_params, make_plan
+from conftest import make_project, run, tiny_params_dict
+
+AUTO_PARAMS = {key: "auto" for key in AUTO_KEYS}
+
+
+def made_up(train: int, side: int | tuple[int, int] = 512, gray: bool = True, val: int = 4, test: int = 5,
+            pool: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A manifest and split of ``train + val + test`` labeled images (and ``pool`` unlabeled) of one size."""
+    height, width = (side, side) if isinstance(side, int) else side
+    splits = ["train"] * train + ["val"] * val + ["test"] * test + ["pool"] * pool
+    ids = [f"image_{index:03d}" for index in range(len(splits))]
+    labeled = [split != "pool" for split in splits]
+    manifest = pd.DataFrame({"id": ids, "source": "images", "height": height, "width": width,
+                             "channels": 1 if gray else 3, "labeled": labeled, "foreground_fraction": 0.2,
+                             "ignore_fraction": 0.0, "queried": False, "checksum": "x", "predefined_split": ""})
+    split = pd.DataFrame({"id": ids, "split": splits, "labeled": labeled, "has_mask": labeled})
+    return manifest, split
+
+
+def params_with(**overrides):
+    """params.yaml with every plan-able key at `auto`, then ``overrides`` (dotted keys as ``a__b``)."""
+    return parse_params(tiny_params_dict(**{**{key.replace(".", "__"): "auto" for key in AUTO_KEYS}, **overrides}))
+
+
+def decided(plan: dict) -> dict:
+    return {key: decision["value"] for key, decision in plan["params"].items()}
+
+
+def test_the_plan_is_deterministic_and_json_safe():
+    manifest, split = made_up(train=21)
+    first = make_plan(params_with(), manifest, split)
+    assert json.loads(json.dumps(first)) == first
+    assert make_plan(params_with(), manifest.copy(), split.copy()) == first
+
+
+def test_gray_images_get_one_channel_and_any_colour_image_three():
+    manifest, split = made_up(train=21, gray=True)
+    assert decided(make_plan(params_with(), manifest, split))["preprocess.channels"] == 1
+    manifest.loc[3, "channels"] = 3
+    assert decided(make_plan(params_with(), manifest, split))["preprocess.channels"] == 3
+
+
+@pytest.mark.parametrize("train, gray, architecture", [
+    (21, True, "unet_plain"),   # ISBI: small gray set
+    (150, True, "sm_unet"),     # a large gray set
+    (21, False, "sm_unet"),     # colour photographs
+])
+def test_the_plain_unet_for_small_gray_sets_only(train, gray, architecture):
+    manifest, split = made_up(train=train, gray=gray)
+    assert decided(make_plan(params_with(), manifest, split))["train.architecture"] == architecture
+
+
+@pytest.mark.parametrize("side, gray, size", [
+    (512, True, 256),           # capped for CPU cost
+    ((1280, 960), False, 256),  # the short side counts, then the cap
+    (100, False, 96),           # a multiple of sm_unet's 32
+    (72, True, 64),             # a multiple of unet_plain's 16
+    (20, True, 16),             # never below the divisor
+])
+def test_size_is_the_typical_side_capped_and_divisible(side, gray, size):
+    manifest, split = made_up(train=21, side=side, gray=gray)
+    assert decided(make_plan(params_with(), manifest, split))["preprocess.size"] == size
+
+
+def test_normalization_is_zscore_unless_the_encoder_normalises_its_input():
+    gray = decided(make_plan(params_with(), *made_up(train=21, gray=True)))
+    assert (gray["train.architecture"], gray["preprocess.normalization"]) == ("unet_plain", "zscore")
+    colour = decided(make_plan(params_with(), *made_up(train=21, gray=False)))
+    assert (colour["train.architecture"], colour["preprocess.normalization"]) == ("sm_unet", "unit")
+    vgg = decided(make_plan(params_with(train__backbone="vgg16"), *made_up(train=21, gray=False)))
+    assert vgg["preprocess.normalization"] == "zscore"
+
+
+def test_large_inputs_train_on_crops_of_half_the_side():
+    assert decided(make_plan(params_with(), *made_up(train=21, side=512)))["train.crop_size"] == 128
+    assert decided(make_plan(params_with(), *made_up(train=21, side=64)))["train.crop_size"] == 0
+
+
+@pytest.mark.parametrize("train, side, steps", [
+    (21, 512, 32),  # 21 x 3 augmented, 4 crops each, batches of 8: ceil(252 / 8)
+    (1, 512, 10),   # a few images still get a real epoch
+    (400, 512, 50),  # a large set is capped, so it validates often
+    (32, 64, 12),   # whole images: one pass, ceil(96 / 8)
+])
+def test_an_epoch_is_a_pass_in_crops_within_bounds(train, side, steps):
+    manifest, split = made_up(train=train, side=side, gray=False)
+    assert decided(make_plan(params_with(train__batch_size=8, augment__variants=2), manifest, split)
+                   )["train.steps_per_epoch"] == steps
+
+
+def test_epochs_is_a_ceiling_under_early_stopping():
+    plan = make_plan(params_with(), *made_up(train=21))
+    assert plan["params"]["epochs"]["value"] == 10 and "early stopping" in plan["params"]["epochs"]["reason"]
+
+
+def test_the_built_in_set_gets_its_tuned_configuration():
+    # the synthetic default: 160 RGB images of 64 px, 32 of them labeled for training
+    manifest, split = made_up(train=32, side=64, gray=False, val=25, test=14, pool=89)
+    values = decided(make_plan(params_with(train__batch_size=8, augment__variants=2), manifest, split))
+    assert values == {"preprocess.channels": 3, "train.architecture": "sm_unet", "preprocess.size": 64,
+                      "preprocess.normalization": "unit", "train.crop_size": 0, "train.steps_per_epoch": 12,
+                      "epochs": 10}
+
+
+def test_explicit_params_win_and_the_plan_says_so():
+    manifest, split = made_up(train=21)
+    params = params_with(epochs=4, train__architecture="sm_unet", preprocess__channels=3)
+    plan = make_plan(params, manifest, split)
+    for key, value in (("epochs", 4), ("train.architecture", "sm_unet"), ("preprocess.channels", 3)):
+        assert plan["params"][key] == {"value": value, "by": "params.yaml", "reason": "set in params.yaml"}
+    assert plan["params"]["preprocess.size"]["by"] == "plan"
+    effective = effective_params(params, plan)
+    assert (effective.epochs, effective.train.architecture, effective.preprocess.channels) == (4, "sm_unet", 3)
+    assert effective.preprocess.size == 256 and effective.train.crop_size == 128
+    # a plan made before the user set a value does not override it
+    assert effective_params(params_with(epochs=7), plan).epochs == 7
+
+
+def test_an_explicit_crop_raises_the_decided_size():
+    plan = make_plan(params_with(train__crop_size=96), *made_up(train=21, side=64, gray=False))
+    assert decided(plan)["preprocess.size"] == 96
+
+
+def test_too_few_images_still_plan_and_warn():
+    plan = make_plan(params_with(), *made_up(train=1, side=(375, 500), gray=False, val=1, test=1))
+    assert plan["warnings"] and "means little" in plan["warnings"][0]
+    assert "warning: only 1 labeled training and 1 test images" in describe(plan)
+    assert not make_plan(params_with(), *made_up(train=21))["warnings"]
+
+
+def test_describe_is_one_line_per_param_after_the_fingerprint():
+    plan = make_plan(params_with(epochs=4), *made_up(train=21))
+    lines = describe(plan).splitlines()
+    assert lines[0].startswith("plan: 30 images, 30 labeled (21 for training, 4 val, 5 test), all gray")
+    assert len(lines) == 1 + len(AUTO_KEYS)
+    assert any(line.split()[:3] == ["epochs", "4", "set"] for line in lines)
+    assert any(line.split()[:3] == ["preprocess.size", "256", "auto"] for line in lines)
+
+
+def test_a_plan_without_a_value_for_an_auto_param_is_an_error():
+    plan = make_plan(params_with(), *made_up(train=21))
+    del plan["params"]["train.crop_size"]
+    with pytest.raises(ActivesegError, match=r"data/plan.json: no value for `train.crop_size`; run `dvc repro plan`"):
+        effective_params(params_with(), plan)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.batch_size", "auto", "`train.batch_size` must be a whole number, not 'auto'"),
+    ("epochs", 2.5, "`epochs` must be a whole number, not 2.5 (or auto: decided from the data)"),
+    ("preprocess.channels", 2, "`preprocess.channels` must be 1 (gray), 3 (RGB) or auto"),
+    ("train.architecture", "automatic", "`train.architecture` must be one of sm_unet, unet_plain or auto"),
+])
+def test_auto_is_accepted_only_where_the_plan_decides(key, value, message):
+    with pytest.raises(ActivesegError, match="^params.yaml: ") as caught:
+        parse_params(tiny_params_dict(**{key.replace(".", "__"): value}))
+    assert message in str(caught.value)
+
+
+def test_params_yaml_leaves_the_plan_able_keys_to_the_plan():
+    from conftest import REPO_ROOT
+    from activeseg.params import load_params
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert all(value == "auto" for key, value in
+               {"epochs": params.epochs, "size": params.preprocess.size, "channels": params.preprocess.channels,
+                "normalization": params.preprocess.normalization, "architecture": params.train.architecture,
+                "crop": params.train.crop_size, "steps": params.train.steps_per_epoch}.items()), params
+
+
+@pytest.mark.slow
+def test_plan_stage_in_a_project(tmp_path):
+    """`dvc repro plan` on the built-in data writes the plan, prints it, and re-plans on `-S epochs=4`."""
+    project = make_project(tmp_path / "project", **{key.replace(".", "__"): "auto" for key in AUTO_KEYS})
+    output = run(["dvc", "repro", "plan"], project).stdout
+    plan = json.loads((project / "data" / "plan.json").read_text())
+    assert plan["params"]["epochs"] == {"value": 10, "by": "plan", "reason": plan["params"]["epochs"]["reason"]}
+    assert plan["fingerprint"]["images"] == 24 and not plan["fingerprint"]["all_gray"]
+    assert "plan: 24 images" in output and "preprocess.size" in output
+    run(["dvc", "exp", "run", "plan", "-S", "epochs=4"], project)
+    plan = json.loads((project / "data" / "plan.json").read_text())
+    assert plan["params"]["epochs"]["value"] == 4 and plan["params"]["epochs"]["by"] == "params.yaml"
