@@ -191,3 +191,26 @@ def test_plan_stage_in_a_project(tmp_path):
     run(["dvc", "exp", "run", "plan", "-S", "epochs=4"], project)
     plan = json.loads((project / "data" / "plan.json").read_text())
     assert plan["params"]["epochs"]["value"] == 4 and plan["params"]["epochs"]["by"] == "params.yaml"
+
+
+def test_the_plan_goes_to_mlflow_as_artifact_and_tags(tmp_path):
+    from activeseg.outputs import write_json
+    from activeseg.tracking import log_plan
+
+    class Recorder:
+        def __init__(self):
+            self.artifacts, self.tags = [], {}
+
+        def log_artifact(self, path):
+            self.artifacts.append(path)
+
+        def set_tags(self, tags):
+            self.tags.update(tags)
+
+    plan = make_plan(params_with(epochs=4), *made_up(train=1, val=1, test=1))
+    write_json(tmp_path / "plan.json", plan)
+    mlflow = Recorder()
+    log_plan(mlflow, tmp_path / "plan.json")
+    assert mlflow.artifacts == [str(tmp_path / "plan.json")]
+    assert "preprocess.size" in mlflow.tags["plan_auto"] and "epochs" not in mlflow.tags["plan_auto"]
+    assert "means little" in mlflow.tags["plan_warnings"]
