@@ -10,6 +10,7 @@ script use the modules below; everything else is an implementation detail.
 - ``activeseg.synthetic``: the built-in synthetic data set.
 - ``activeseg.ingest`` / ``activeseg.split``: raw data to a canonical, validated form and a
   sticky train/val/test/pool split.
+- ``activeseg.plan``: the data's fingerprint decides the params left at ``auto`` (``data/plan.json``).
 - ``activeseg.preprocess``: the one transform (size, channels, normalisation) every consumer uses.
 - ``activeseg.augment``: albumentations pipelines from params.
 - ``activeseg.model`` / ``activeseg.training``: the U-Net and how it is trained.
