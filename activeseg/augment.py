@@ -3,7 +3,9 @@
 The pipeline is albumentations' own serialised form (``A.to_dict`` / ``A.from_dict``), so any
 transform albumentations has can be used without code here. The augmented training set holds
 every original training image followed by ``variants`` seeded variants of each. A variant whose
-size changed (a crop) is resized back, so crops zoom in whatever ``preprocess.size`` is. The
+size changed (a crop) is resized back, so crops zoom in whatever ``preprocess.size`` is; a
+transform's ``size: auto`` is the input side itself (a crop then keeps full resolution whatever
+size the plan chose, rather than being made at a fixed size and blurred back up). The
 ``__ignore__`` mask rides along as a second mask target, so it keeps the mask's geometry.
 """
 
@@ -16,12 +18,25 @@ import cv2
 import numpy as np
 
 from activeseg.errors import ActivesegError
+from activeseg.params import AUTO
 from activeseg.preprocess import SplitArrays
 from activeseg.progress import progress
 
 
-def build_pipeline(pipeline: dict, seed: int) -> A.Compose:
-    """``pipeline`` is what ``A.to_dict`` gives (the ``__version__`` key is optional)."""
+def _input_sized(description, side: int | None):
+    """The description with every ``size: auto`` replaced by ``[side, side]``."""
+    if isinstance(description, dict):
+        return {key: ([side, side] if key == "size" and value == AUTO and side else _input_sized(value, side))
+                for key, value in description.items()}
+    if isinstance(description, list):
+        return [_input_sized(item, side) for item in description]
+    return description
+
+
+def build_pipeline(pipeline: dict, seed: int, side: int | None = None) -> A.Compose:
+    """``pipeline`` is what ``A.to_dict`` gives (the ``__version__`` key is optional); ``side`` is
+    the training images' side, which a transform's ``size: auto`` stands for."""
+    pipeline = _input_sized(pipeline, side)
     try:
         transform = A.from_dict({"transform": pipeline["transform"]} if "transform" in pipeline
                                 else {"transform": pipeline})

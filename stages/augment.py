@@ -18,7 +18,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     train = load_split_arrays(args.prepared, "train")
-    augmented = augment(train, build_pipeline(params.augment.pipeline, params.seed), params.augment.variants)
+    augmented = augment(train, build_pipeline(params.augment.pipeline, params.seed, train.images.shape[1]),
+                        params.augment.variants)
     save_arrays(args.out, augmented)
     preview_grid(augmented, int(train.has_mask.sum()), params.augment.variants, Path(args.preview))
     print(f"augment: {int(train.has_mask.sum())} labeled training images → {len(augmented)} with variants")
