@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "use the evaluate.threshold you evaluated with)")
     predict_parser.add_argument("--probabilities", action="store_true", help="also write probability maps")
     predict_parser.add_argument("--overlays", action="store_true", help="also write the images with the mask drawn")
-    predict_parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    predict_parser.add_argument("--batch-size", type=int, default=8, help="images (with tiles: tiles) per forward pass")
     predict_parser.set_defaults(handler=predict)
     return parser
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from activeseg.imageio import write_png
-from activeseg.metrics import METRIC_NAMES, per_image_scores, pooled_scores, threshold_curve
+from activeseg.metrics import METRIC_NAMES, confusion_counts, scores_from_counts, threshold_curve
 from activeseg.outputs import atomic_path
 
 # Thresholds of the precision / recall curve: fine enough to see the trade-off, small enough to
@@ -49,23 +49,53 @@ def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, thre
     """Summary metrics and a per-image table sorted worst Dice first; ``ignore`` (1 = left out)
     as in :mod:`activeseg.metrics`."""
     truth = truth.reshape(probabilities.shape).astype(bool)
-    counted = np.ones_like(truth) if ignore is None else ~ignore.reshape(truth.shape).astype(bool)
-    predicted = probabilities > threshold
-    summary = pooled_scores(truth, predicted, ignore)
-    per_image = per_image_scores(truth, predicted, ignore)
+    ignore = None if ignore is None else ignore.reshape(truth.shape).astype(bool)
+    maps = ((image_id, truth[index], probabilities[index], None if ignore is None else ignore[index])
+            for index, image_id in enumerate(ids.astype(str)))
+    summary, table, _ = evaluate_maps(maps, threshold, thresholds=())
+    return summary, table
+
+
+def evaluate_maps(maps, threshold: float, thresholds=CURVE_THRESHOLDS
+                  ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
+    """:func:`evaluate` and :func:`threshold_table` of ``(id, truth, probabilities, ignore)``
+    images of any sizes, one at a time: only pixel counts are kept, so a test set of large images
+    never has to be in memory at once. Returns the summary, the per-image table and the curve."""
+    ids, counts, curve_counts, trivial = [], [], np.zeros((len(thresholds), 3), np.int64), np.zeros(3, np.int64)
+    counted_pixels, foreground_pixels = [], []
+    for image_id, truth, probabilities, ignore in maps:
+        truth = truth.astype(bool)
+        counted = np.ones_like(truth) if ignore is None else ~ignore.astype(bool)
+        image_counts = confusion_counts(truth, probabilities > threshold, ignore=ignore)
+        ids.append(image_id)
+        counts.append([image_counts[key] for key in ("tp", "fp", "fn")])
+        for row, curve_threshold in enumerate(thresholds):
+            curve_counts[row] += [value for value in confusion_counts(
+                truth, probabilities > curve_threshold, ignore=ignore).values()]
+        counted_pixels.append(int(counted.sum()))
+        foreground_pixels.append(int((truth & counted).sum()))
+        trivial += [foreground_pixels[-1], counted_pixels[-1] - foreground_pixels[-1], 0]
+    counts = np.array(counts, np.int64).reshape(-1, 3)
+    total = counts.sum(axis=0)
+    summary = {name: float(value) for name, value in scores_from_counts(*total).items()}
+    per_image = scores_from_counts(*counts.T)
     for name in METRIC_NAMES:
         summary[f"mean_{name}"] = float(per_image[name].mean()) if len(ids) else 0.0
-    summary["trivial_dice"] = max(pooled_scores(truth, np.ones_like(truth), ignore)["dice"],
-                                  pooled_scores(truth, np.zeros_like(truth), ignore)["dice"])
+    # the better of foreground everywhere (``trivial``) and background everywhere (every
+    # foreground pixel missed)
+    summary["trivial_dice"] = max(float(scores_from_counts(*trivial)["dice"]),
+                                  float(scores_from_counts(0, 0, trivial[0])["dice"]))
     summary["beats_trivial"] = bool(summary["dice"] > summary["trivial_dice"] + TRIVIAL_MARGIN)
     summary["threshold"] = threshold
-    summary["images"] = int(len(ids))
-    counted_pixels = counted.reshape(len(truth), -1).sum(axis=1)
-    foreground_pixels = (truth & counted).reshape(len(truth), -1).sum(axis=1)
-    table = pd.DataFrame({"id": ids.astype(str), **{name: per_image[name] for name in METRIC_NAMES},
-                          "foreground_fraction": foreground_pixels / np.maximum(counted_pixels, 1)})
+    summary["images"] = len(ids)
+    table = pd.DataFrame({"id": np.array(ids, str), **{name: per_image[name] for name in METRIC_NAMES},
+                          "foreground_fraction": np.array(foreground_pixels, np.int64)
+                          / np.maximum(np.array(counted_pixels, np.int64), 1)})
     table = table.sort_values(["dice", "id"], kind="stable").reset_index(drop=True)
-    return summary, table
+    curve_scores = scores_from_counts(*curve_counts.T)
+    curve = pd.DataFrame({"threshold": np.asarray(thresholds, np.float64),
+                          **{name: curve_scores[name] for name in ("precision", "recall", "f1")}}).round(6)
+    return summary, table, curve
 
 
 def failure_warning(summary: dict) -> str | None:
@@ -140,22 +170,34 @@ def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray, caption
     return np.concatenate([header, body], axis=0)
 
 
+def overlay_ids(table: pd.DataFrame, count: int) -> list[str]:
+    """Ids of the ``count`` worst and ``count`` best images of an evaluate table."""
+    count = min(count, len(table))
+    return list(dict.fromkeys(list(table["id"].head(count)) + list(table["id"][::-1].head(count))))
+
+
 def write_overlays(out_dir: str | Path, table: pd.DataFrame, ids: np.ndarray, images: np.ndarray,
                    truth: np.ndarray, probabilities: np.ndarray, threshold: float, count: int,
                    ignore: np.ndarray | None = None) -> None:
-    """PNG overlays of the ``count`` worst and ``count`` best test images.
+    """:func:`write_overlay_maps` of images held in equally sized arrays."""
+    shape = probabilities.shape[1:]
+    maps = {image_id: (images[index], truth[index].reshape(shape).astype(bool), probabilities[index],
+                       None if ignore is None else ignore[index].reshape(shape).astype(bool))
+            for index, image_id in enumerate(ids.astype(str))}
+    write_overlay_maps(out_dir, table, maps, threshold, count)
+
+
+def write_overlay_maps(out_dir: str | Path, table: pd.DataFrame, maps: dict, threshold: float, count: int) -> None:
+    """PNG overlays of the ``count`` worst and ``count`` best test images; ``maps`` gives, for at
+    least those (:func:`overlay_ids`), ``id → (image, truth, probabilities, ignore or None)``.
 
     Files are named by rank only (``worst1.png``, ``best1.png``), so ``dvc plots diff`` shows the
     same slot of two experiments side by side; the image id and its Dice are in the caption."""
-    index_of = {image_id: index for index, image_id in enumerate(ids.astype(str))}
     count = min(count, len(table))
     worst = [(f"worst{rank + 1}", row) for rank, row in enumerate(table.head(count).itertuples())]
     best = [(f"best{rank + 1}", row) for rank, row in enumerate(table[::-1].head(count).itertuples())]
     with atomic_path(out_dir, directory=True) as staging:
         for label, row in worst + best:
-            index = index_of[row.id]
+            image, truth, probabilities, ignored = maps[row.id]
             caption = f"{label}: {row.id}  Dice {row.dice:.3f}  (threshold {threshold:g})"
-            ignored = None if ignore is None else ignore[index].reshape(probabilities.shape[1:]).astype(bool)
-            picture = overlay(images[index], truth[index].reshape(probabilities.shape[1:]).astype(bool),
-                              probabilities[index] > threshold, caption, ignored)
-            write_png(staging / f"{label}.png", picture)
+            write_png(staging / f"{label}.png", overlay(image, truth, probabilities > threshold, caption, ignored))

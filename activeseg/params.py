@@ -84,6 +84,9 @@ class PreprocessParams:
     normalization: str = "unit"
     intensity: str = "8bit"
     percentiles: tuple[float, ...] = (0.5, 99.5)
+    tile_size: int = 0
+    tile_overlap: int = 0
+    scale: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,9 +294,13 @@ def _check_ranges(params: Params, source: str) -> None:
     check(is_auto(size) or is_auto(train.architecture) or size % divisor == 0, "preprocess.size",
           f"must be a multiple of {divisor} for train.architecture {train.architecture}"
           + (f" with a cascade_factor {train.cascade_factor} cascade" if train.cascade else ""))
+    tile_size = params.preprocess.tile_size
     check(is_auto(train.crop_size) or train.crop_size == 0
-          or (train.crop_size % divisor == 0 and (is_auto(size) or train.crop_size <= size)), "train.crop_size",
-          f"must be auto, 0 (no crop) or a multiple of {divisor} no larger than preprocess.size")
+          or (train.crop_size % divisor == 0
+              and (train.crop_size <= tile_size if tile_size else is_auto(size) or train.crop_size <= size)),
+          "train.crop_size", f"must be auto, 0 (no crop) or a multiple of {divisor} no larger than preprocess.size "
+          "(preprocess.tile_size with tiles)")
+    _check_tiles(params.preprocess, params.simulation.enabled, divisor, check)
     check(is_auto(train.steps_per_epoch) or train.steps_per_epoch >= 0, "train.steps_per_epoch",
           "must be auto, 0 (one pass over the data) or more")
     check(train.lr_patience >= 1, "train.lr_patience", "must be at least 1")
@@ -344,6 +351,20 @@ def check_params(params: Params, source: str = "params.yaml") -> Params:
     """Check value ranges and their combinations (again on the plan's result); returns ``params``."""
     _check_ranges(params, source)
     return params
+
+
+def _check_tiles(preprocess: PreprocessParams, simulation: bool, divisor: int, check) -> None:
+    tile_size, overlap = preprocess.tile_size, preprocess.tile_overlap
+    check(tile_size == 0 or (tile_size >= divisor and tile_size % divisor == 0), "preprocess.tile_size",
+          f"must be 0 (resize whole images to preprocess.size) or a multiple of {divisor}, e.g. 256")
+    check(0 <= overlap and (overlap == 0 or overlap < tile_size / 2), "preprocess.tile_overlap",
+          "must be at least 0 and below half of preprocess.tile_size (e.g. tile_size / 8); 0 without tiles")
+    check(0.0 < preprocess.scale <= 4.0, "preprocess.scale",
+          "must be above 0 and at most 4 (1: the originals' resolution, 0.5: half of it)")
+    check(tile_size > 0 or preprocess.scale == 1.0, "preprocess.scale",
+          "only applies to tiles: set preprocess.tile_size, or leave scale at 1")
+    check(tile_size == 0 or not simulation, "simulation.enabled",
+          "must be false with preprocess.tile_size > 0 (the simulation does not replay tiles yet); set tile_size 0")
 
 
 def _check_predefined_split(split: SplitParams, check) -> None:

@@ -2,8 +2,12 @@
 original size, through exactly the training transform.
 
 The transform is rebuilt from the ``stats.json`` that preprocess wrote
-(:class:`activeseg.preprocess.Transform`), the model's probabilities are resized back to the
-image's own size (bilinear) and thresholded there. The inputs, model and stats are checked before
+(:class:`activeseg.preprocess.Transform`). Resize mode: the model's probabilities of the resized
+image are resized back to the image's own size (bilinear) and thresholded there. Tile mode
+(``preprocess.tile_size``): a sliding window of tiles over the whole image (resampled by
+``preprocess.scale``), predicted tile batch by tile batch and blended where tiles overlap
+(:func:`activeseg.tiling.sliding_window`), so a large image never has its tiles' stack in memory.
+Evaluate predicts its test images through the same functions. The inputs, model and stats are checked before
 any prediction, and the outputs are staged and moved into place only once all of them exist, so
 a bad file stops the command with one line naming it and leaves the output folder as it was.
 """
@@ -23,8 +27,9 @@ import numpy as np
 from activeseg import imageio
 from activeseg.errors import ActivesegError
 from activeseg.evaluation import COLOURS
-from activeseg.preprocess import Transform
+from activeseg.preprocess import SplitArrays, Transform, read_canonical
 from activeseg.progress import progress
+from activeseg.tiling import rescale, sliding_window
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ def load_transform(stats_json: str | Path) -> Transform:
 def check_compatible(model, transform: Transform, model_path: str | Path, stats_json: str | Path) -> None:
     """The model must take the transform's size and channels (catches a stats.json of another run)."""
     expected = tuple(model.input_shape[1:])
-    given = (transform.size, transform.size, transform.channels)
+    side = transform.tile_size or transform.size
+    given = (side, side, transform.channels)
     if any(want is not None and want != have for want, have in zip(expected, given)) or len(expected) != 3:
         raise ActivesegError(f"{stats_json}: gives inputs of shape {given} but {model_path} expects {expected}; "
                              "pass the stats.json of the run that trained this model")
@@ -104,14 +110,56 @@ def _batches(items, size: int):
         yield batch
 
 
+def probability_map(model, transform: Transform, image: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Foreground probabilities ``(H, W)`` float32 of one uint8 image (intensity already scaled)
+    at its own size: the resized image's prediction resized back, or with tiles the blended
+    sliding window."""
+    if not transform.tile_size:
+        inputs = transform.normalize(transform.resize_image(image)[None])
+        return probability_at_original_size(model.predict_on_batch(inputs)[0, ..., 0], image.shape[:2])
+    resampled = rescale(transform.to_channels(image), transform.scale)
+
+    def predict_tiles(tiles: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(transform.normalize(tiles)))[..., 0]
+
+    probabilities = sliding_window(resampled, transform.tile_size, transform.tile_overlap, predict_tiles, batch_size)
+    return probabilities if transform.scale == 1.0 else probability_at_original_size(probabilities, image.shape[:2])
+
+
+def split_probability_maps(model, transform: Transform, split: SplitArrays, ingested_dir: str | Path,
+                           batch_size: int = 16):
+    """For each image of a prepared split, ``(id, image, mask, ignore, probabilities)`` at the
+    image's original size: the uint8 image, its bool mask and ``__ignore__`` mask (None when it has
+    none) as ingested, and the model's probabilities. Without tiles the prepared arrays are
+    predicted in batches as before and each map is resized back; with tiles each image is a
+    sliding window. One image's maps exist at a time."""
+    for first in range(0, len(split), batch_size):
+        ids = split.ids[first:first + batch_size]
+        batch = (None if transform.tile_size else
+                 model.predict(transform.normalize(split.images[first:first + batch_size]), batch_size=batch_size,
+                               verbose=0)[..., 0])
+        for index, image_id in enumerate(ids):
+            native, mask, ignore = read_canonical(ingested_dir, str(image_id), bool(split.has_mask[first + index]))
+            image = transform.scale_intensity(native)
+            shape = image.shape[:2]
+            probabilities = (probability_map(model, transform, image, batch_size) if batch is None
+                             else probability_at_original_size(batch[index], shape))
+            yield (str(image_id), image, np.zeros(shape, bool) if mask is None else mask > 127,
+                   None if ignore is None else ignore > 127, probabilities)
+
+
 def _predict_batches(model, transform: Transform, images: list[Path], staging: Path, options: PredictOptions):
-    """Predict and write batch by batch; yields each image once its outputs are written."""
-    for batch in _batches(images, options.batch_size):
+    """Predict and write batch by batch (with tiles, image by image, tile batch by tile batch);
+    yields each image once its outputs are written."""
+    for batch in _batches(images, 1 if transform.tile_size else options.batch_size):
         originals = [transform.scale_intensity(imageio.read_native(path)) for path in batch]
-        inputs = transform.normalize(np.stack([transform.resize_image(image) for image in originals]))
-        probabilities = model.predict(inputs, batch_size=options.batch_size, verbose=0)[..., 0]
-        for path, image, probability in zip(batch, originals, probabilities):
-            full = probability_at_original_size(probability, image.shape[:2])
+        if transform.tile_size:
+            maps = [probability_map(model, transform, originals[0], options.batch_size)]
+        else:
+            inputs = transform.normalize(np.stack([transform.resize_image(image) for image in originals]))
+            maps = [probability_at_original_size(probability, image.shape[:2]) for image, probability in
+                    zip(originals, model.predict(inputs, batch_size=options.batch_size, verbose=0)[..., 0])]
+        for path, image, full in zip(batch, originals, maps):
             mask = full > options.threshold
             imageio.write_png(staging / "masks" / f"{path.stem}.png", mask.astype(np.uint8) * 255)
             if options.probabilities:

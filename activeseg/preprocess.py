@@ -24,6 +24,11 @@ from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_json, write_npz
 from activeseg.params import PreprocessParams
 from activeseg.progress import progress
+from activeseg.tiling import TileGrid, rescale, tile_id
+
+# With tiles the model trains and validates on tiles; evaluate reads the test images at their
+# original size, and the pool stays resized until query ranks tiles.
+TILED_SPLITS = ("train", "val")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +42,9 @@ class Transform:
     std: tuple[float, ...]
     intensity: str = "8bit"
     percentiles: tuple[float, float] = (0.5, 99.5)
+    tile_size: int = 0  # > 0: the model sees tiles of this side of the image resampled by ``scale``
+    tile_overlap: int = 0
+    scale: float = 1.0
 
     def prepare_image(self, image: np.ndarray) -> np.ndarray:
         """A canonical (8- or 16-bit, gray or RGB) image to the stored ``(size, size, channels)`` uint8."""
@@ -59,12 +67,17 @@ class Transform:
         scaled = (image.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
         return np.round(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
 
-    def resize_image(self, image: np.ndarray) -> np.ndarray:
-        """Any gray/RGB uint8 image to ``(size, size, channels)`` uint8."""
+    def to_channels(self, image: np.ndarray) -> np.ndarray:
+        """A gray or RGB image with ``channels`` channels, ``(H, W, channels)``, at its own size."""
         if image.ndim == 2 and self.channels == 3:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         elif image.ndim == 3 and self.channels == 1:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        return image.reshape(image.shape[:2] + (self.channels,))
+
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """Any gray/RGB uint8 image to ``(size, size, channels)`` uint8."""
+        image = self.to_channels(image)
         interpolation = cv2.INTER_AREA if min(image.shape[:2]) >= self.size else cv2.INTER_LINEAR
         resized = cv2.resize(image, (self.size, self.size), interpolation=interpolation)
         return resized.reshape(self.size, self.size, self.channels)
@@ -104,7 +117,8 @@ class Transform:
         # stats.json from before preprocess.intensity existed: those runs scaled 16-bit by 1/257
         return cls(size=data["size"], channels=data["channels"], normalization=data["normalization"],
                    mean=tuple(data["mean"]), std=tuple(data["std"]), intensity=data.get("intensity", "8bit"),
-                   percentiles=tuple(data.get("percentiles", (0.5, 99.5))))
+                   percentiles=tuple(data.get("percentiles", (0.5, 99.5))), tile_size=data.get("tile_size", 0),
+                   tile_overlap=data.get("tile_overlap", 0), scale=data.get("scale", 1.0))
 
 
 @dataclasses.dataclass
@@ -125,6 +139,12 @@ class SplitArrays:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, ids) -> "SplitArrays":
+        """The images with these ids, in this order."""
+        index = [int(np.flatnonzero(self.ids == image_id)[0]) for image_id in ids]
+        return SplitArrays(self.ids[index], self.images[index], self.masks[index], self.has_mask[index],
+                           self.ignore[index])
+
 
 def save_arrays(path: str | Path, arrays: SplitArrays) -> None:
     write_npz(path, ids=arrays.ids, images=arrays.images, masks=arrays.masks, has_mask=arrays.has_mask,
@@ -144,28 +164,72 @@ def load_split_arrays(prepared_dir: str | Path, split: str) -> SplitArrays:
     return load_arrays(Path(prepared_dir) / f"{split}.npz")
 
 
+def read_canonical(ingested_dir: str | Path, image_id: str, has_mask: bool):
+    """An ingested image as stored (8- or 16-bit), its 0/255 mask and its 0/255 ``__ignore__``
+    mask at the original size; the masks are None where there is none."""
+    ingested_dir = Path(ingested_dir)
+    image = imageio.read_native(ingested_dir / "images" / f"{image_id}.png")
+    if not has_mask:
+        return image, None, None
+    ignore_png = ingested_dir / "ignore" / f"{image_id}.png"
+    return (image, imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"),
+            imageio.read_image(ignore_png) if ignore_png.is_file() else None)
+
+
+def cut_tiles(transform: Transform, image_id: str, image: np.ndarray, mask: np.ndarray | None,
+              ignore: np.ndarray | None) -> SplitArrays:
+    """A canonical image (and its 0/255 masks) at ``transform.scale`` as tiles: ids
+    :func:`activeseg.tiling.tile_id`, 0/1 masks, and ``ignore`` set on the reflection padding too,
+    so the padding counts in no loss or metric."""
+    image = rescale(transform.to_channels(transform.scale_intensity(image)), transform.scale)
+    binary = [None if m is None else rescale((m > 127).astype(np.uint8), transform.scale, cv2.INTER_NEAREST)
+              for m in (mask, ignore)]
+    grid = TileGrid(image.shape[0], image.shape[1], transform.tile_size, transform.tile_overlap)
+    ids, images, masks, ignores = [], [], [], []
+    for (y, x), tile, valid in grid.tiles(image):
+        ids.append(tile_id(image_id, y, x))
+        images.append(tile)
+        masks.append(np.zeros_like(valid) if binary[0] is None else grid.cut(binary[0], y, x)[0])
+        ignores.append((1 - valid) if binary[1] is None else np.maximum(grid.cut(binary[1], y, x)[0], 1 - valid))
+    return SplitArrays(np.array(ids, str), np.stack(images), np.stack(masks)[..., None],
+                       np.full(len(ids), mask is not None), np.stack(ignores)[..., None])
+
+
+def _split_arrays(ingested_dir: Path, rows: pd.DataFrame, transform: Transform, split: str) -> SplitArrays:
+    """One split's images at ``transform.size``, or (train and val with tiles) cut into tiles."""
+    entries = list(zip(rows["id"], rows["has_mask"]))
+    if transform.tile_size and split in TILED_SPLITS:
+        parts = [cut_tiles(transform, image_id, *read_canonical(ingested_dir, image_id, has_mask))
+                 for image_id, has_mask in progress(entries, f"preprocess {split} (tiles)")]
+        if not parts:
+            shape = (0, transform.tile_size, transform.tile_size)
+            return SplitArrays(np.array([], str), np.zeros(shape + (transform.channels,), np.uint8),
+                               np.zeros(shape + (1,), np.uint8), np.array([], bool))
+        return SplitArrays(*(np.concatenate([getattr(part, name) for part in parts])
+                             for name in ("ids", "images", "masks", "has_mask", "ignore")))
+    size, channels = transform.size, transform.channels
+    images = np.zeros((len(rows), size, size, channels), np.uint8)
+    masks = np.zeros((len(rows), size, size, 1), np.uint8)
+    ignore = np.zeros_like(masks)
+    for index, (image_id, has_mask) in enumerate(progress(entries, f"preprocess {split}")):
+        image, mask, ignored = read_canonical(ingested_dir, image_id, has_mask)
+        images[index] = transform.prepare_image(image)
+        if mask is not None:
+            masks[index] = transform.resize_mask(mask)
+        if ignored is not None:
+            ignore[index] = transform.resize_mask(ignored)
+    return SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool), ignore)
+
+
 def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: PreprocessParams,
                out_dir: str | Path) -> Transform:
-    """Scale and resize every split, compute normalisation statistics on train, write arrays and stats."""
-    ingested_dir = Path(ingested_dir)
+    """Scale and resize (or tile) every split, compute normalisation statistics on train, write
+    arrays and stats."""
     unfitted = Transform(  # everything but the training statistics, which need the arrays it makes
         params.size, params.channels, params.normalization, (0.0,), (1.0,), params.intensity,
-        tuple(params.percentiles))
-    arrays: dict[str, SplitArrays] = {}
-    for split in ("train", "val", "test", "pool"):
-        rows = split_frame[split_frame["split"] == split]
-        images = np.zeros((len(rows), params.size, params.size, params.channels), np.uint8)
-        masks = np.zeros((len(rows), params.size, params.size, 1), np.uint8)
-        ignore = np.zeros_like(masks)
-        for index, (image_id, has_mask) in enumerate(progress(
-                list(zip(rows["id"], rows["has_mask"])), f"preprocess {split}")):
-            images[index] = unfitted.prepare_image(imageio.read_native(ingested_dir / "images" / f"{image_id}.png"))
-            if has_mask:
-                masks[index] = unfitted.resize_mask(imageio.read_image(ingested_dir / "masks" / f"{image_id}.png"))
-                ignore_png = ingested_dir / "ignore" / f"{image_id}.png"
-                if ignore_png.is_file():
-                    ignore[index] = unfitted.resize_mask(imageio.read_image(ignore_png))
-        arrays[split] = SplitArrays(rows["id"].to_numpy(str), images, masks, rows["has_mask"].to_numpy(bool), ignore)
+        tuple(params.percentiles), params.tile_size, params.tile_overlap, params.scale)
+    arrays = {split: _split_arrays(Path(ingested_dir), split_frame[split_frame["split"] == split], unfitted, split)
+              for split in ("train", "val", "test", "pool")}
     train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
     transform = dataclasses.replace(
         unfitted, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),

@@ -29,6 +29,11 @@ GAUSSIAN_SIGMA_SCALE = 0.125
 MIN_WEIGHT = 1e-3  # the border of a Gaussian weight, clamped so that no covered pixel has weight 0
 
 
+def tile_id(image_id: str, y: int, x: int) -> str:
+    """The id of the tile of ``image_id`` whose top-left corner is at row ``y``, column ``x``."""
+    return f"{image_id}@y{y}_x{x}"
+
+
 @dataclasses.dataclass(frozen=True)
 class TileGrid:
     """The tiles of one ``height`` x ``width`` image; positions are the tiles' top-left corners."""

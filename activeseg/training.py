@@ -69,7 +69,7 @@ def training_dataset(train_set: SplitArrays, transform: Transform, params: Train
     images = train_set.images[labeled]
     # packed as uint8 (not pack_targets' float32): the set stays as small in memory as the arrays
     targets = np.concatenate([train_set.masks[labeled], train_set.ignore[labeled]], axis=-1)
-    crop = params.crop_size if 0 < params.crop_size < transform.size else 0
+    crop = params.crop_size if 0 < params.crop_size < images.shape[1] else 0  # images or tiles
     channels = transform.channels
 
     def prepare(index, example):

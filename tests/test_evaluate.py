@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 
 from activeseg.evaluation import (COLOURS, CURVE_THRESHOLDS, IGNORED_GREY, evaluate, failure_warning, overlay,
                                   threshold_table, write_overlays)
-from activeseg.imageio import read_image
+from activeseg.imageio import read_image, write_png
 from activeseg.preprocess import SplitArrays, Transform, load_split_arrays, save_arrays
 from conftest import REPO_ROOT, project_env, tiny_params_dict
 
@@ -113,11 +113,23 @@ def evaluate_inputs(tmp_path, untrained_model):
     split = synthetic_test_split()
     split.ignore[:, :16, :16] = 1  # an __ignore__ region in every image
     save_arrays(prepared / "test.npz", split)
+    write_ingested(tmp_path / "data" / "ingested", split)
     return tmp_path, model_path
+
+
+def write_ingested(folder, split: SplitArrays) -> None:
+    """The split's images, masks and __ignore__ masks as ingest writes them (what evaluate reads at
+    the original size)."""
+    for index, image_id in enumerate(split.ids):
+        write_png(folder / "images" / f"{image_id}.png", split.images[index])
+        write_png(folder / "masks" / f"{image_id}.png", split.masks[index, ..., 0] * 255)
+        if split.ignore[index].any():
+            write_png(folder / "ignore" / f"{image_id}.png", split.ignore[index, ..., 0] * 255)
 
 
 def run_evaluate_stage(folder, model_path, env):
     command = [sys.executable, str(REPO_ROOT / "stages" / "evaluate.py"), "--prepared", "data/prepared",
+               "--ingested", "data/ingested",
                "--model", str(model_path), "--run-record", "run.json", "--metrics", "metrics/evaluate.json",
                "--per-image", "metrics/per_image.csv", "--curve", "metrics/threshold_curve.csv",
                "--overlays", "metrics/overlays"]
@@ -199,3 +211,40 @@ def test_a_model_predicting_foreground_everywhere_is_reported_as_a_failure(evalu
     assert all(param in warning[0] for param in ("`epochs`", "`train.learning_rate`", "`train.loss"))
     run = client.get_run(run_id)
     assert run.data.tags["beats_trivial"] == "false" and "test_beats_trivial" not in run.data.metrics
+
+
+def test_evaluate_stage_scores_the_upsampled_prediction_against_the_original_masks(evaluate_inputs):
+    """Originals of 64 px, model input 32 px: the truth is not downsampled (its 1-pixel lines would
+    change), the prediction is upsampled to 64 px and scored there."""
+    import cv2
+
+    from activeseg.model import load_model
+
+    folder, model_path = evaluate_inputs
+    transform = Transform.load(folder / "data" / "prepared" / "stats.json")
+    originals = synthetic_test_split(count=4, size=64, seed=3)
+    originals.masks[:, ::5, :, 0] = 1  # thin lines: resizing them to 32 px would keep every other one
+    originals.ignore[:, :, :8] = 1
+    prepared = SplitArrays(originals.ids, np.stack([transform.prepare_image(image) for image in originals.images]),
+                           np.stack([transform.resize_mask(mask[..., 0] * 255) for mask in originals.masks]),
+                           originals.has_mask, np.stack([transform.resize_mask(i[..., 0] * 255) for i in originals.ignore]))
+    save_arrays(folder / "data" / "prepared" / "test.npz", prepared)
+    write_ingested(folder / "data" / "ingested", originals)
+    (folder / "run.json").write_text(json.dumps({"run_id": None}))
+    params = tiny_params_dict(evaluate__overlays=1)
+    params["tracking"]["enabled"] = False
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_evaluate_stage(folder, model_path, project_env(REPO_ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    small = load_model(model_path).predict(transform.normalize(prepared.images), verbose=0)[..., 0]
+    upsampled = np.stack([cv2.resize(p, (64, 64), interpolation=cv2.INTER_LINEAR) for p in small]) > 0.5
+    counted = originals.ignore[..., 0] == 0
+    truth = originals.masks[..., 0]
+    summary = json.loads((folder / "metrics" / "evaluate.json").read_text())
+    assert summary["dice"] == pytest.approx(f1_score(truth[counted], upsampled[counted], zero_division=0), abs=1e-6)
+    per_image = pd.read_csv(folder / "metrics" / "per_image.csv")
+    expected_fraction = (truth & counted).sum(axis=(1, 2)) / counted.sum(axis=(1, 2))
+    assert sorted(per_image["foreground_fraction"]) == pytest.approx(sorted(expected_fraction))
+    worst = read_image(folder / "metrics" / "overlays" / "worst1.png")
+    assert worst.shape[1] == 3 * 64 * 3 + 2 * 4  # 64 px panels, enlarged 3x to reach 160 px

@@ -28,6 +28,10 @@ def test_project_params_are_valid():
     ("simulation.steps_per_epoch", -1, "`simulation.steps_per_epoch` must be 0 (one pass) or more"),
     ("preprocess.intensity", "16bit", "`preprocess.intensity` must be one of 8bit, minmax, percentile"),
     ("preprocess.percentiles", [99.5, 0.5], "`preprocess.percentiles` must be [low, high] with 0 <= low < high"),
+    ("preprocess.tile_size", 100, "`preprocess.tile_size` must be 0 (resize whole images to preprocess.size) or a "
+                                  "multiple of 32"),
+    ("preprocess.tile_overlap", 8, "`preprocess.tile_overlap` must be at least 0 and below half of"),
+    ("preprocess.scale", 0.5, "`preprocess.scale` only applies to tiles: set preprocess.tile_size"),
 ])
 def test_bad_values_are_named(key, value, message):
     raw = tiny_params_dict(**{key.replace(".", "__"): value})
@@ -58,3 +62,21 @@ def test_flatten_gives_dotted_keys(tiny_params):
     assert flat["epochs"] == 1
     assert flat["train.backbone"] == "resnet18"
     assert flat["ingest.synthetic.count"] == 24
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"preprocess__tile_size": 64, "preprocess__tile_overlap": 32}, "`preprocess.tile_overlap` must be at least 0"),
+    ({"preprocess__tile_size": 64, "preprocess__scale": 0}, "`preprocess.scale` must be above 0 and at most 4"),
+    ({"preprocess__tile_size": 64, "simulation__enabled": True}, "`simulation.enabled` must be false with"),
+    ({"preprocess__tile_size": 64, "train__crop_size": 96}, "`train.crop_size` must be 0 (no crop) or a multiple"),
+])
+def test_bad_tile_params_are_named(overrides, message):
+    with pytest.raises(ActivesegError, match="^params.yaml: ") as caught:
+        parse_params(tiny_params_dict(**overrides))
+    assert message in str(caught.value)
+
+
+def test_tiles_may_be_larger_than_the_resize_side_and_crops_up_to_the_tile():
+    params = parse_params(tiny_params_dict(preprocess__tile_size=128, preprocess__tile_overlap=16,
+                                           preprocess__scale=0.5, train__crop_size=96))
+    assert (params.preprocess.tile_size, params.preprocess.tile_overlap, params.preprocess.scale) == (128, 16, 0.5)
