@@ -34,6 +34,11 @@ def tile_id(image_id: str, y: int, x: int) -> str:
     return f"{image_id}@y{y}_x{x}"
 
 
+def tile_source(tile: str) -> str:
+    """The id of the image a :func:`tile_id` was cut from."""
+    return tile.rsplit("@", 1)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class TileGrid:
     """The tiles of one ``height`` x ``width`` image; positions are the tiles' top-left corners."""

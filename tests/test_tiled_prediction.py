@@ -15,7 +15,7 @@ import pytest
 from activeseg.imageio import read_image, write_png
 from activeseg.params import PreprocessParams
 from activeseg.preprocess import Transform, load_split_arrays, preprocess
-from activeseg.tiling import TileGrid
+from activeseg.tiling import TileGrid, tile_source
 
 TILED = Transform(32, 3, "unit", (0.0,), (1.0,), tile_size=32, tile_overlap=8)
 
@@ -117,3 +117,17 @@ def test_preprocess_cuts_train_and_val_into_tiles_and_marks_their_padding(tmp_pa
     for whole in ("test", "pool"):  # evaluate reads the test originals; query ranks whole images still
         assert load_split_arrays(tmp_path / "prepared", whole).images.shape == (1, 32, 32, 3)
     assert json.loads((tmp_path / "prepared" / "stats.json").read_text())["tile_size"] == 32
+
+
+def test_tiles_stay_in_their_source_images_split(tmp_path):
+    rng = np.random.default_rng(6)
+    ids = [f"img{index}" for index in range(8)]
+    split = pd.DataFrame({"id": ids, "split": ["train"] * 4 + ["val"] * 2 + ["test", "pool"], "has_mask": True})
+    for image_id in ids:
+        side = int(rng.integers(20, 90))
+        write_png(tmp_path / "images" / f"{image_id}.png", rng.integers(0, 255, (side, 90 - side // 2), dtype=np.uint8))
+        write_png(tmp_path / "masks" / f"{image_id}.png", np.zeros((side, 90 - side // 2), np.uint8))
+    preprocess(tmp_path, split, PreprocessParams(size=32, channels=1, tile_size=32, tile_overlap=4), tmp_path / "prepared")
+    sources = {name: {tile_source(tile) for tile in load_split_arrays(tmp_path / "prepared", name).ids}
+               for name in ("train", "val")}
+    assert sources == {"train": set(ids[:4]), "val": set(ids[4:6])}
