@@ -225,9 +225,11 @@ def test_evaluate_stage_scores_the_upsampled_prediction_against_the_original_mas
     originals = synthetic_test_split(count=4, size=64, seed=3)
     originals.masks[:, ::5, :, 0] = 1  # thin lines: resizing them to 32 px would keep every other one
     originals.ignore[:, :, :8] = 1
+    def resized(masks):
+        return np.stack([transform.resize_mask(mask[..., 0] * 255) for mask in masks])
+
     prepared = SplitArrays(originals.ids, np.stack([transform.prepare_image(image) for image in originals.images]),
-                           np.stack([transform.resize_mask(mask[..., 0] * 255) for mask in originals.masks]),
-                           originals.has_mask, np.stack([transform.resize_mask(i[..., 0] * 255) for i in originals.ignore]))
+                           resized(originals.masks), originals.has_mask, resized(originals.ignore))
     save_arrays(folder / "data" / "prepared" / "test.npz", prepared)
     write_ingested(folder / "data" / "ingested", originals)
     (folder / "run.json").write_text(json.dumps({"run_id": None}))

@@ -68,7 +68,8 @@ def test_flatten_gives_dotted_keys(tiny_params):
     ({"preprocess__tile_size": 64, "preprocess__tile_overlap": 32}, "`preprocess.tile_overlap` must be at least 0"),
     ({"preprocess__tile_size": 64, "preprocess__scale": 0}, "`preprocess.scale` must be above 0 and at most 4"),
     ({"preprocess__tile_size": 64, "simulation__enabled": True}, "`simulation.enabled` must be false with"),
-    ({"preprocess__tile_size": 64, "train__crop_size": 96}, "`train.crop_size` must be auto, 0 (no crop) or a multiple"),
+    ({"preprocess__tile_size": 64, "train__crop_size": 96},
+     "`train.crop_size` must be auto, 0 (no crop) or a multiple"),
 ])
 def test_bad_tile_params_are_named(overrides, message):
     with pytest.raises(ActivesegError, match="^params.yaml: ") as caught:

@@ -127,7 +127,8 @@ def test_tiles_stay_in_their_source_images_split(tmp_path):
         side = int(rng.integers(20, 90))
         write_png(tmp_path / "images" / f"{image_id}.png", rng.integers(0, 255, (side, 90 - side // 2), dtype=np.uint8))
         write_png(tmp_path / "masks" / f"{image_id}.png", np.zeros((side, 90 - side // 2), np.uint8))
-    preprocess(tmp_path, split, PreprocessParams(size=32, channels=1, tile_size=32, tile_overlap=4), tmp_path / "prepared")
+    params = PreprocessParams(size=32, channels=1, tile_size=32, tile_overlap=4)
+    preprocess(tmp_path, split, params, tmp_path / "prepared")
     sources = {name: {tile_source(tile) for tile in load_split_arrays(tmp_path / "prepared", name).ids}
                for name in ("train", "val")}
     assert sources == {"train": set(ids[:4]), "val": set(ids[4:6])}
