@@ -214,3 +214,14 @@ def test_the_plan_goes_to_mlflow_as_artifact_and_tags(tmp_path):
     assert mlflow.artifacts == [str(tmp_path / "plan.json")]
     assert "preprocess.size" in mlflow.tags["plan_auto"] and "epochs" not in mlflow.tags["plan_auto"]
     assert "means little" in mlflow.tags["plan_warnings"]
+
+
+def test_the_plan_stage_reruns_on_every_param_a_rule_reads():
+    import yaml
+
+    from conftest import REPO_ROOT
+
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(AUTO_KEYS) <= set(stages["plan"]["params"])
+    for stage in ("preprocess", "train", "simulate"):  # the stages that read the plan's values
+        assert "data/plan.json" in stages[stage]["deps"] and "--plan data/plan.json" in stages[stage]["cmd"]
