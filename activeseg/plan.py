@@ -32,7 +32,9 @@ from activeseg.errors import ActivesegError
 from activeseg.params import AUTO_KEYS, Params, check_params, is_auto, load_params, size_divisor
 
 SIZE_CAP = 256        # input side ceiling: a 2-core CPU trains a 256 px set in minutes, 512 px four times slower
-SMALL_GRAY_SET = 100  # labeled training images below which a gray set gets the plain U-Net
+SMALL_SET = 100       # labeled training images below which a gray or large-image set gets the plain U-Net
+CHEAP_SIDE = 64       # at most this side an sm_unet (resnet18) step is cheap on a CPU; at 128 px crops of
+                      # soybean photos one epoch of 50 steps took > 4.5 min (findings, 2-core CPU)
 CROP_ABOVE = 128      # input sides above this train on random crops of half the side
 MIN_STEPS = 10        # an epoch is at least this many steps, however few the training images
 MAX_STEPS = 50        # … and at most this many, so a large set still validates (and may stop early) often
@@ -67,11 +69,18 @@ def _channels(data: dict, values: dict, params: Params) -> tuple[Any, str]:
 
 
 def _architecture(data: dict, values: dict, params: Params) -> tuple[Any, str]:
-    if values["preprocess.channels"] == 1 and data["train_labeled"] < SMALL_GRAY_SET:
-        return "unet_plain", (f"gray input and {data['train_labeled']} labeled training images "
-                              f"(< {SMALL_GRAY_SET}): the small plain U-Net")
-    why = "colour input" if values["preprocess.channels"] == 3 else f">= {SMALL_GRAY_SET} labeled training images"
-    return "sm_unet", f"{why}: the segmentation_models U-Net with {params.train.backbone}"
+    sm = f"the segmentation_models U-Net with {params.train.backbone}"
+    if params.train.encoder_weights:
+        return "sm_unet", f"train.encoder_weights is set: {sm} (only it has a pretrained encoder)"
+    small = f"{data['train_labeled']} labeled training images (< {SMALL_SET})"
+    if data["train_labeled"] < SMALL_SET and values["preprocess.channels"] == 1:
+        return "unet_plain", f"gray input and {small}: the small plain U-Net"
+    if data["train_labeled"] < SMALL_SET and data["median_side"] > CHEAP_SIDE:
+        return "unet_plain", (f"{small} of side {data['median_side']} > {CHEAP_SIDE} px: the small plain U-Net "
+                              f"(a {params.train.backbone} step at that size is too slow on a CPU)")
+    why = f"colour images of side <= {CHEAP_SIDE} px" if data["train_labeled"] < SMALL_SET else \
+        f">= {SMALL_SET} labeled training images"
+    return "sm_unet", f"{why}: {sm}"
 
 
 def _divisor(values: dict, params: Params) -> int:

@@ -52,34 +52,42 @@ def test_gray_images_get_one_channel_and_any_colour_image_three():
     assert decided(make_plan(params_with(), manifest, split))["preprocess.channels"] == 3
 
 
-@pytest.mark.parametrize("train, gray, architecture", [
-    (21, True, "unet_plain"),   # ISBI: small gray set
-    (150, True, "sm_unet"),     # a large gray set
-    (21, False, "sm_unet"),     # colour photographs
+@pytest.mark.parametrize("train, gray, side, architecture", [
+    (21, True, 512, "unet_plain"),   # ISBI: a small gray set
+    (21, True, 64, "unet_plain"),    # small gray images too
+    (43, False, 960, "unet_plain"),  # soybean: a small set of large colour photographs
+    (32, False, 64, "sm_unet"),      # the built-in set: small colour images, cheap resnet steps
+    (150, True, 512, "sm_unet"),     # a large set
 ])
-def test_the_plain_unet_for_small_gray_sets_only(train, gray, architecture):
-    manifest, split = made_up(train=train, gray=gray)
+def test_the_plain_unet_for_small_gray_or_large_image_sets(train, gray, side, architecture):
+    manifest, split = made_up(train=train, gray=gray, side=side)
     assert decided(make_plan(params_with(), manifest, split))["train.architecture"] == architecture
 
 
-@pytest.mark.parametrize("side, gray, size", [
-    (512, True, 256),           # capped for CPU cost
-    ((1280, 960), False, 256),  # the short side counts, then the cap
-    (100, False, 96),           # a multiple of sm_unet's 32
-    (72, True, 64),             # a multiple of unet_plain's 16
-    (20, True, 16),             # never below the divisor
+def test_encoder_weights_need_the_sm_unet():
+    plan = make_plan(params_with(train__encoder_weights="encoder.weights.h5"), *made_up(train=21, gray=False))
+    assert decided(plan)["train.architecture"] == "sm_unet" and "encoder_weights" in \
+        plan["params"]["train.architecture"]["reason"]
+
+
+@pytest.mark.parametrize("side, architecture, size", [
+    (512, "auto", 256),           # capped for CPU cost
+    ((1280, 960), "auto", 256),   # the short side counts, then the cap
+    (88, "unet_plain", 80),       # a multiple of unet_plain's 16 …
+    (88, "sm_unet", 64),          # … or of sm_unet's 32
+    (20, "unet_plain", 16),       # never below the divisor
 ])
-def test_size_is_the_typical_side_capped_and_divisible(side, gray, size):
-    manifest, split = made_up(train=21, side=side, gray=gray)
-    assert decided(make_plan(params_with(), manifest, split))["preprocess.size"] == size
+def test_size_is_the_typical_side_capped_and_divisible(side, architecture, size):
+    manifest, split = made_up(train=21, side=side, gray=False)
+    assert decided(make_plan(params_with(train__architecture=architecture), manifest, split))["preprocess.size"] == size
 
 
 def test_normalization_is_zscore_unless_the_encoder_normalises_its_input():
     gray = decided(make_plan(params_with(), *made_up(train=21, gray=True)))
     assert (gray["train.architecture"], gray["preprocess.normalization"]) == ("unet_plain", "zscore")
-    colour = decided(make_plan(params_with(), *made_up(train=21, gray=False)))
+    colour = decided(make_plan(params_with(), *made_up(train=21, side=64, gray=False)))
     assert (colour["train.architecture"], colour["preprocess.normalization"]) == ("sm_unet", "unit")
-    vgg = decided(make_plan(params_with(train__backbone="vgg16"), *made_up(train=21, gray=False)))
+    vgg = decided(make_plan(params_with(train__backbone="vgg16"), *made_up(train=21, side=64, gray=False)))
     assert vgg["preprocess.normalization"] == "zscore"
 
 
