@@ -199,6 +199,9 @@ def test_plan_stage_in_a_project(tmp_path):
     run(["dvc", "exp", "run", "plan", "-S", "epochs=4"], project)
     plan = json.loads((project / "data" / "plan.json").read_text())
     assert plan["params"]["epochs"]["value"] == 4 and plan["params"]["epochs"]["by"] == "params.yaml"
+    from activeseg.plan import load_effective_params  # what train reads
+
+    assert load_effective_params(project / "params.yaml", project / "data" / "plan.json").epochs == 4
 
 
 def test_the_plan_goes_to_mlflow_as_artifact_and_tags(tmp_path):
