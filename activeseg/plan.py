@@ -73,10 +73,11 @@ def _architecture(data: dict, values: dict, params: Params) -> tuple[Any, str]:
     if params.train.encoder_weights:
         return "sm_unet", f"train.encoder_weights is set: {sm} (only it has a pretrained encoder)"
     small = f"{data['train_labeled']} labeled training images (< {SMALL_SET})"
+    side = values.get("preprocess.size", data["median_side"])  # the size is decided later unless set
     if data["train_labeled"] < SMALL_SET and values["preprocess.channels"] == 1:
         return "unet_plain", f"gray input and {small}: the small plain U-Net"
-    if data["train_labeled"] < SMALL_SET and data["median_side"] > CHEAP_SIDE:
-        return "unet_plain", (f"{small} of side {data['median_side']} > {CHEAP_SIDE} px: the small plain U-Net "
+    if data["train_labeled"] < SMALL_SET and side > CHEAP_SIDE:
+        return "unet_plain", (f"{small} of side {side} > {CHEAP_SIDE} px: the small plain U-Net "
                               f"(a {params.train.backbone} step at that size is too slow on a CPU)")
     why = f"colour images of side <= {CHEAP_SIDE} px" if data["train_labeled"] < SMALL_SET else \
         f">= {SMALL_SET} labeled training images"
@@ -93,7 +94,8 @@ def _size(data: dict, values: dict, params: Params) -> tuple[Any, str]:
     explicit_crop = values.get("train.crop_size", 0)  # decided after the size unless set in params.yaml
     size = max(divisor, (min(side, SIZE_CAP) // divisor) * divisor, explicit_crop)
     capped = f", capped at {SIZE_CAP} for CPU cost" if side > SIZE_CAP else ""
-    return size, f"typical image side {side} px{capped}, a multiple of {divisor}"
+    raised = f", raised to train.crop_size {explicit_crop}" if size == explicit_crop > divisor else ""
+    return size, f"typical image side {side} px{capped}, a multiple of {divisor}{raised}"
 
 
 def _normalization(data: dict, values: dict, params: Params) -> tuple[Any, str]:

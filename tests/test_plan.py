@@ -64,6 +64,11 @@ def test_the_plain_unet_for_small_gray_or_large_image_sets(train, gray, side, ar
     assert decided(make_plan(params_with(), manifest, split))["train.architecture"] == architecture
 
 
+def test_an_explicit_small_size_makes_the_sm_unet_cheap_enough():
+    plan = make_plan(params_with(preprocess__size=64), *made_up(train=43, side=960, gray=False))
+    assert decided(plan)["train.architecture"] == "sm_unet"
+
+
 def test_encoder_weights_need_the_sm_unet():
     plan = make_plan(params_with(train__encoder_weights="encoder.weights.h5"), *made_up(train=21, gray=False))
     assert decided(plan)["train.architecture"] == "sm_unet" and "encoder_weights" in \
@@ -139,6 +144,7 @@ def test_explicit_params_win_and_the_plan_says_so():
 def test_an_explicit_crop_raises_the_decided_size():
     plan = make_plan(params_with(train__crop_size=96), *made_up(train=21, side=64, gray=False))
     assert decided(plan)["preprocess.size"] == 96
+    assert "raised to train.crop_size 96" in plan["params"]["preprocess.size"]["reason"]
 
 
 def test_too_few_images_still_plan_and_warn():
