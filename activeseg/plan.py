@@ -104,21 +104,32 @@ def _normalization(data: dict, values: dict, params: Params) -> tuple[Any, str]:
     return "zscore", "mean and std of the training images"
 
 
+def _training_side(values: dict, params: Params) -> tuple[int, str]:
+    """The side of what train sees: the input size, or with preprocess.tile_size the tiles'."""
+    if params.preprocess.tile_size:
+        return params.preprocess.tile_size, "tile side"
+    return values["preprocess.size"], "input side"
+
+
 def _crop_size(data: dict, values: dict, params: Params) -> tuple[Any, str]:
-    size, divisor = values["preprocess.size"], _divisor(values, params)
-    if size <= CROP_ABOVE:
-        return 0, f"input side {size} <= {CROP_ABOVE}: whole images"
-    crop = max(divisor, (size // 2 // divisor) * divisor)
-    return crop, f"input side {size} > {CROP_ABOVE}: random crops of half the side (cheaper steps, more of them)"
+    (side, what), divisor = _training_side(values, params), _divisor(values, params)
+    if side <= CROP_ABOVE:
+        return 0, f"{what} {side} <= {CROP_ABOVE}: whole images"
+    crop = max(divisor, (side // 2 // divisor) * divisor)
+    return crop, f"{what} {side} > {CROP_ABOVE}: random crops of half the side (cheaper steps, more of them)"
 
 
 def _steps_per_epoch(data: dict, values: dict, params: Params) -> tuple[Any, str]:
-    size, crop = values["preprocess.size"], values["train.crop_size"]
-    augmented = data["train_labeled"] * (1 + params.augment.variants)
-    crops_per_image = (size / crop) ** 2 if 0 < crop < size else 1
+    (side, _), crop = _training_side(values, params), values["train.crop_size"]
+    images = data["train_labeled"]
+    if params.preprocess.tile_size:  # about this many tiles per typical image
+        images *= math.ceil(data["median_side"] * params.preprocess.scale / params.preprocess.tile_size) ** 2
+    augmented = images * (1 + params.augment.variants)
+    crops_per_image = (side / crop) ** 2 if 0 < crop < side else 1
     one_pass = math.ceil(augmented * crops_per_image / params.train.batch_size)
     steps = min(MAX_STEPS, max(MIN_STEPS, one_pass))
-    return steps, (f"one pass over {augmented} augmented training images"
+    what = "tiles" if params.preprocess.tile_size else "images"
+    return steps, (f"one pass over {augmented} augmented training {what}"
                    + (f" in crops ({crops_per_image:g} per image)" if crops_per_image != 1 else "")
                    + f" is {one_pass} steps of {params.train.batch_size}, kept within {MIN_STEPS}..{MAX_STEPS}")
 

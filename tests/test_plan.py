@@ -101,6 +101,15 @@ def test_large_inputs_train_on_crops_of_half_the_side():
     assert decided(make_plan(params_with(), *made_up(train=21, side=64)))["train.crop_size"] == 0
 
 
+def test_with_tiles_crops_and_steps_follow_the_tiles():
+    # 21 sections of 512 px in 256 px tiles: 4 tiles each, x 3 with variants, 4 crops of 128 per tile
+    plan = make_plan(params_with(preprocess__tile_size=256, train__batch_size=8, augment__variants=2),
+                     *made_up(train=21, side=512))
+    assert decided(plan)["train.crop_size"] == 128 and decided(plan)["train.steps_per_epoch"] == 50
+    small_tiles = make_plan(params_with(preprocess__tile_size=96), *made_up(train=21, side=512))
+    assert decided(small_tiles)["train.crop_size"] == 0
+
+
 @pytest.mark.parametrize("train, side, steps", [
     (21, 512, 32),  # 21 x 3 augmented, 4 crops each, batches of 8: ceil(252 / 8)
     (1, 512, 10),   # a few images still get a real epoch
