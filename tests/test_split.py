@@ -76,12 +76,25 @@ def test_seed_changes_the_split_and_output_is_readable_with_pandas(tmp_path):
 @pytest.mark.parametrize("params, problem", [
     (SplitParams(val_count=3, test_count=2, simulate=False), "asks for 3 val \\+ 2 test images but only 5"),
     (SplitParams(val_count=40, simulate=False), "asks for 40 val"),
-    (SplitParams(val_fraction=0.01, test_fraction=0.01, simulate=False), "leaves no"),
 ])
 def test_asking_for_more_val_or_test_than_exist_is_a_clear_error(params, problem):
     with pytest.raises(ActivesegError, match=problem) as raised:
         assign_splits(manifest(5, unlabeled=20), params, seed=0)
     assert str(raised.value).startswith("params.yaml:")
+
+
+def test_two_labeled_images_cannot_fill_train_val_and_test():
+    with pytest.raises(ActivesegError, match="params.yaml: split leaves no val images out of 2 labeled"):
+        assign_splits(manifest(2, unlabeled=20), REAL, seed=0)
+
+
+@pytest.mark.parametrize("labeled", [3, 4, 5])
+def test_a_tiny_set_whose_fractions_draw_no_val_or_test_image_still_gets_one_of_each(labeled):
+    tiny_fractions = SplitParams(val_fraction=0.01, test_fraction=0.01, simulate=False)
+    frame = assign_splits(manifest(labeled, unlabeled=4), tiny_fractions, seed=0)
+    counts = frame["split"].value_counts()
+    assert (counts["val"], counts["test"], counts["train"], counts["pool"]) == (1, 1, labeled - 2, 4)
+    assert by_id(assign_splits(manifest(labeled, unlabeled=4), tiny_fractions, seed=0)) == by_id(frame)
 
 
 def test_annotated_queries_do_not_count_as_val_or_test_candidates():
