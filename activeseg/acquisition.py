@@ -197,6 +197,12 @@ class PoolScores:
     probabilities: np.ndarray
     embeddings: Optional[np.ndarray] = None
 
+    @classmethod
+    def empty(cls, image_shape) -> "PoolScores":
+        """The scores of an empty pool (every image labeled): nothing to rank, no model needed."""
+        no_maps = np.zeros((0, *image_shape), np.float32)
+        return cls(np.zeros(0), no_maps, no_maps.copy())
+
 
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
                batch_size: int, seed: int, sampling: str = "head_dropout") -> PoolScores:

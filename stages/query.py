@@ -3,14 +3,12 @@
 import argparse
 from pathlib import Path
 
-from activeseg.acquisition import pick, rank, score_pool
+from activeseg.acquisition import PoolScores, pick, rank, score_pool
 from activeseg.annotation import export_for_annotation
 from activeseg.errors import run_main
-from activeseg.model import load_model
 from activeseg.outputs import atomic_path, write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
-from activeseg.runtime import seed_everything
 from activeseg.tracking import resume_run, run_to_resume
 
 
@@ -27,11 +25,18 @@ def main() -> None:
     params = load_params(args.params)
     query = params.query
     run_id = run_to_resume(params.tracking, args.run_record)
-    seed_everything(params.seed)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
-    scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
-                        query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling)
+    if len(pool.ids):
+        # imported here: TensorFlow takes seconds to load, wasted on a user's data with no pool
+        from activeseg.model import load_model
+        from activeseg.runtime import seed_everything
+
+        seed_everything(params.seed)
+        scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
+                            query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling)
+    else:
+        scored = PoolScores.empty(pool.images.shape[1:3])
     ranking = rank(pool.ids, scored.scores, query.strategy)
     chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
     with atomic_path(args.out, directory=True) as staging:

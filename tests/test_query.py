@@ -109,3 +109,38 @@ def test_export_of_an_image_missing_from_ingest_names_the_file(tmp_path):
 def test_query_label_is_checked(tiny_params):
     with pytest.raises(ActivesegError, match="query.label"):
         tiny_params(query__label="__ignore__")
+
+
+def test_query_stage_with_an_empty_pool_writes_an_empty_ranking_without_loading_tensorflow(tmp_path):
+    """A user's own data has no pool (simulate off): the stage must not spend TensorFlow's start-up
+    and a model load on it."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from activeseg.preprocess import SplitArrays, Transform, save_arrays
+    from conftest import REPO_ROOT, tiny_params_dict
+
+    params = tiny_params_dict(tracking__enabled=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "stats.json").write_text(json.dumps(Transform(32, 3, "unit", (0.5,) * 3, (0.25,) * 3).to_json()))
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": None}))
+    save_arrays(prepared / "pool.npz", SplitArrays(np.array([], str), np.zeros((0, 32, 32, 3), np.uint8),
+                                                   np.zeros((0, 32, 32), np.uint8), np.zeros(0, bool)))
+    argv = ["query.py", "--params", "params.yaml", "--prepared", "prepared", "--ingested", "ingested",
+            "--model", "missing.keras", "--run-record", "run.json", "--out", "query", "--metrics", "query.json"]
+    script = (f"import runpy, sys; sys.argv = {argv!r}\n"
+              f"try:\n    runpy.run_path({str(REPO_ROOT / 'stages' / 'query.py')!r}, run_name='__main__')\n"
+              "except SystemExit as stop:\n    assert not stop.code, stop.code\n"
+              "print('tensorflow loaded:', 'tensorflow' in sys.modules)\n")
+    finished = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert finished.returncode == 0, finished.stderr
+    assert "tensorflow loaded: False" in finished.stdout
+    assert "ranked 0 pool images" in finished.stdout
+    assert json.loads((tmp_path / "query.json").read_text())["pool_size"] == 0
+    assert (tmp_path / "query" / "ranking.csv").read_text().startswith("id,score,rank")
