@@ -5,11 +5,19 @@ BIN := $(VENV)/bin
 
 .PHONY: run test ui lock clean-venv
 
+# uv, pinned, installs the lock in about a third of pip's time (its downloads run in parallel);
+# where uv cannot be installed or fails, pip installs the same lock.
+UV_VERSION := 0.13.9
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+UV_PIP := $(BIN)/uv pip install --quiet --python $(BIN)/python
+
 # Installs the exact versions in requirements.lock, then the project itself (editable, no deps).
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	{ $(PIP) uv==$(UV_VERSION) && $(UV_PIP) -r requirements.lock \
+	  && $(UV_PIP) --no-deps --no-build-isolation -e .; } \
+	|| { echo "uv $(UV_VERSION) unavailable or failed: installing with pip" >&2 \
+	  && $(PIP) -r requirements.lock && $(PIP) --no-deps --no-build-isolation -e .; }
 	touch $@
 
 run: $(VENV)/.installed
