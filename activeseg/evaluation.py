@@ -38,10 +38,15 @@ TRIVIAL_MARGIN = 0.02
 
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Foreground probabilities ``(N, H, W)`` for normalised images, dropout off."""
+    """Foreground probabilities ``(N, H, W)`` for normalised images, dropout off.
+
+    The model is called batch by batch, not through ``model.predict``: that traces a graph first,
+    which cost more than predicting a small test set (2.2 CPU seconds against 0.7 for 14 images
+    at 64 px, the same probabilities) and is paid again for every model the simulation trains."""
     if len(images) == 0:
         return np.zeros(images.shape[:3], np.float32)
-    return model.predict(images, batch_size=batch_size, verbose=0)[..., 0]
+    return np.concatenate([model(images[start:start + batch_size], training=False).numpy()[..., 0]
+                           for start in range(0, len(images), batch_size)])
 
 
 def evaluate(ids: np.ndarray, truth: np.ndarray, probabilities: np.ndarray, threshold: float,

@@ -102,6 +102,20 @@ def test_threshold_table_is_the_curve_dvc_plots():
     assert row["recall"] == pytest.approx(recall_score(truth, predicted), abs=1e-6)
 
 
+def test_probabilities_are_the_models_without_tracing_a_predict_graph(untrained_model):
+    """model.predict traces a graph first, which cost the evaluate stage more than predicting a
+    small test set: the batches go through the model directly, with the same probabilities."""
+    from activeseg.evaluation import predict_probabilities
+    from activeseg.model import load_model
+
+    model = load_model(untrained_model[0])
+    images = np.random.default_rng(0).random((5, 32, 32, 3), np.float32)
+    probabilities = predict_probabilities(model, images, batch_size=2)
+    assert model.predict_function is None  # nothing traced
+    assert probabilities.shape == (5, 32, 32)
+    np.testing.assert_allclose(probabilities, model.predict(images, verbose=0)[..., 0], atol=1e-6)
+
+
 @pytest.fixture
 def evaluate_inputs(tmp_path, untrained_model):
     """A folder with params.yaml, data/prepared/{stats.json,test.npz}, a model, a run record."""
