@@ -5,8 +5,9 @@
 
 Writes bench/results/first_run.json: seconds (wall time of the command), dice and test_images
 (metrics/evaluate.json), best_epoch / epochs_run (metrics/train.json), the command, the machine
-and its load average before and after. `make run` installs into the clone's own .venv, from pip's
-cache where it has the wheels; the clone is deleted afterwards (--keep keeps it).
+and its load average before and after. `make run` installs into the clone's own .venv with uv (pip
+where uv cannot be installed), from uv's cache where it has the wheels (`UV_CACHE_DIR=$(mktemp -d)`
+measures a first install); the clone is deleted afterwards (--keep keeps it).
 """
 
 from __future__ import annotations
