@@ -45,7 +45,7 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 16) -> np
     at 64 px, the same probabilities) and is paid again for every model the simulation trains."""
     if len(images) == 0:
         return np.zeros(images.shape[:3], np.float32)
-    return np.concatenate([model(images[start:start + batch_size], training=False).numpy()[..., 0]
+    return np.concatenate([np.asarray(model(images[start:start + batch_size], training=False))[..., 0]
                            for start in range(0, len(images), batch_size)])
 
 

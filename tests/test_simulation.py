@@ -209,7 +209,7 @@ def test_simulation_carries_ignore_regions_into_training_and_test_dice():
                            np.full(n, has_mask), ignore)
 
     class AllForeground:
-        def predict(self, images, **_):
+        def __call__(self, images, **_):
             return np.ones(images.shape[:3] + (1,), np.float32)
 
     data = SimulationData(Transform(8, 3, "unit", (0.0,), (1.0,)), arrays(2), arrays(3), arrays(1), arrays(2))
