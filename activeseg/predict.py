@@ -26,7 +26,7 @@ import numpy as np
 
 from activeseg import imageio
 from activeseg.errors import ActivesegError
-from activeseg.evaluation import COLOURS
+from activeseg.evaluation import COLOURS, predict_probabilities
 from activeseg.preprocess import SplitArrays, Transform, read_canonical
 from activeseg.progress import progress
 from activeseg.tiling import rescale, sliding_window
@@ -136,8 +136,7 @@ def split_probability_maps(model, transform: Transform, split: SplitArrays, inge
     for first in range(0, len(split), batch_size):
         ids = split.ids[first:first + batch_size]
         batch = (None if transform.tile_size else
-                 model.predict(transform.normalize(split.images[first:first + batch_size]), batch_size=batch_size,
-                               verbose=0)[..., 0])
+                 predict_probabilities(model, transform.normalize(split.images[first:first + batch_size]), batch_size))
         for index, image_id in enumerate(ids):
             native, mask, ignore = read_canonical(ingested_dir, str(image_id), bool(split.has_mask[first + index]))
             image = transform.scale_intensity(native)

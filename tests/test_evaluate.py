@@ -116,6 +116,24 @@ def test_probabilities_are_the_models_without_tracing_a_predict_graph(untrained_
     np.testing.assert_allclose(probabilities, model.predict(images, verbose=0)[..., 0], atol=1e-6)
 
 
+def test_the_evaluate_stages_test_maps_trace_no_predict_graph(untrained_model, tmp_path):
+    from activeseg.imageio import write_png
+    from activeseg.model import load_model
+    from activeseg.predict import split_probability_maps
+
+    model_path, stats_path = untrained_model
+    model, transform = load_model(model_path), Transform.load(stats_path)
+    split = synthetic_test_split(count=3)
+    for folder, arrays in (("images", split.images), ("masks", split.masks[..., 0] * 255)):
+        for image_id, array in zip(split.ids, arrays):
+            write_png(tmp_path / folder / f"{image_id}.png", array)
+    maps = list(split_probability_maps(model, transform, split, tmp_path, batch_size=2))
+    assert model.predict_function is None  # nothing traced
+    expected = model.predict(transform.normalize(split.images), verbose=0)[..., 0]
+    # batches of 2 against one of 3: the kernels sum in another order
+    np.testing.assert_allclose(np.stack([entry[-1] for entry in maps]), expected, atol=1e-5)
+
+
 @pytest.fixture
 def evaluate_inputs(tmp_path, untrained_model):
     """A folder with params.yaml, data/prepared/{stats.json,test.npz}, a model, a run record."""
