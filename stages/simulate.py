@@ -8,6 +8,7 @@ import pandas as pd
 
 from activeseg.errors import run_main
 from activeseg.outputs import atomic_path, write_csv, write_json
+from activeseg.params import load_params
 from activeseg.plan import load_effective_params
 from activeseg.preprocess import Transform, load_split_arrays
 from activeseg.tracking import resume_run, run_to_resume
@@ -23,8 +24,7 @@ def main() -> None:
     parser.add_argument("--figures", required=True, help="folder for the figures (PNG)")
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
-    params = load_effective_params(args.params, args.plan)
-    sim = params.simulation
+    sim = load_params(args.params).simulation  # when off, nothing the plan decides matters
     if not sim.enabled:
         from activeseg.simulation import write_disabled, write_disabled_figure
 
@@ -38,6 +38,8 @@ def main() -> None:
         print("simulate: off (simulation.enabled: false); set it to true to compare strategies on learning curves")
         return
     from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, write_figures
+
+    params = load_effective_params(args.params, args.plan)
 
     run_id = run_to_resume(params.tracking, args.run_record)
     data = SimulationData(Transform.load(Path(args.prepared) / "stats.json"),

@@ -107,7 +107,7 @@ def test_a_pool_without_hidden_masks_cannot_be_simulated():
 
 def test_stage_is_off_by_default_and_leaves_an_empty_curve_table_and_a_placeholder(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "simulate.py"), "--prepared", "nowhere",
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / "simulate.py"), "--plan", "nowhere.json", "--prepared", "nowhere",
                              "--run-record", "nowhere.json", "--out", "sim", "--figures", "figures",
                              "--metrics", "sim.json"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
