@@ -5,9 +5,10 @@
 
 Writes bench/results/first_run.json: seconds (wall time of the command), dice and test_images
 (metrics/evaluate.json), best_epoch / epochs_run (metrics/train.json), the command, the machine
-and its load average before and after. `make run` installs into the clone's own .venv with uv (pip
-where uv cannot be installed), from uv's cache where it has the wheels (`UV_CACHE_DIR=$(mktemp -d)`
-measures a first install); the clone is deleted afterwards (--keep keeps it).
+and its load average before and after, and the seconds of each `dvc repro` stage. `make run`
+installs into the clone's own .venv with uv (pip where uv cannot be installed), from uv's cache where
+it has the wheels (`UV_CACHE_DIR=$(mktemp -d)` measures a first install); the clone is deleted
+afterwards (--keep keeps it).
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from fresh_clone import REPO, clone_head, machine, revision, run_timed, user_environment, utc_now
 
 
 def main() -> None:
@@ -33,21 +30,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
     args = parser.parse_args()
 
-    clone = Path(tempfile.mkdtemp(prefix="activeseg-first-run-")) / "activeseg"
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV", "PYTHONPATH", "DVC_EXP_NAME", "TF_CONFIG")}
-    if args.venv:
-        env["PATH"] = f"{Path(args.venv).resolve() / 'bin'}{os.pathsep}{env['PATH']}"
-        command = ["dvc", "repro"]
-    else:
-        command = ["make", "run"]
+    clone = clone_head("activeseg-first-run-")
+    env = user_environment(args.venv)
+    command = ["dvc", "repro"] if args.venv else ["make", "run"]
     load_before = os.getloadavg()
-    start = time.monotonic()
-    result = subprocess.run(command, cwd=clone, env=env)
-    seconds = time.monotonic() - start
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed (exit {result.returncode}) in {clone}")
+    returncode, seconds, stage_seconds = run_timed(command, clone, env)
+    if returncode != 0:
+        sys.exit(f"{' '.join(command)} failed (exit {returncode}) in {clone}")
     evaluation = json.loads((clone / "metrics" / "evaluate.json").read_text())
     training = json.loads((clone / "metrics" / "train.json").read_text())
     record = {
@@ -55,11 +44,9 @@ def main() -> None:
         "dice": evaluation["dice"], "test_images": evaluation["images"],
         "best_val_dice": training["best_val_dice"], "best_epoch": training["best_epoch"],
         "epochs_run": training["epochs_run"], "train_images": training["train_images"],
-        "revision": subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,
-                                   text=True).stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "stage_seconds": stage_seconds, "revision": revision(clone), "machine": machine(),
         "load_average_before": round(load_before[0], 2), "load_average_after": round(os.getloadavg()[0], 2),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": utc_now(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,75 @@
+"""What the fresh-clone benchmarks share: a clone of this repository's HEAD, the environment a new
+user has, the README's commands timed (with the seconds of each `dvc repro` stage), the machine.
+
+Used by bench/first_run.py (the built-in data) and bench/own_data.py (a data set in data/raw).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL_TARGET = ".venv/.installed"  # the Makefile's install step, the first thing `make run` does
+_STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
+
+
+def clone_head(prefix: str) -> Path:
+    """A `git clone` of this repository's HEAD in a new temporary folder (delete its parent when done)."""
+    clone = Path(tempfile.mkdtemp(prefix=prefix)) / "activeseg"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    return clone
+
+
+def user_environment(venv: str | None = None) -> dict[str, str]:
+    """This process's environment less what would leak the developer's setup into the clone's run;
+    with `venv`, that environment's bin first on PATH (to skip the install)."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV", "PYTHONPATH", "DVC_EXP_NAME", "TF_CONFIG")}
+    if venv:
+        env["PATH"] = f"{Path(venv).resolve() / 'bin'}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run_timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, float, dict[str, float]]:
+    """Runs `command`, echoing its output; returns its exit status, wall seconds and, for each
+    `dvc repro` stage it ran, the seconds from that stage's start to the next one's (or the end)."""
+    started = time.monotonic()
+    stage_seconds: dict[str, float] = {}
+    stage, stage_started = None, started
+    with subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            match = _STAGE_LINE.match(line)
+            if match:
+                now = time.monotonic()
+                if stage:
+                    stage_seconds[stage] = round(now - stage_started, 1)
+                stage, stage_started = match.group(1), now
+    finished = time.monotonic()
+    if stage:
+        stage_seconds[stage] = round(finished - stage_started, 1)
+    return process.returncode, round(finished - started, 1), stage_seconds
+
+
+def revision(clone: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages: on a shared machine they say how much the figures mean."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
