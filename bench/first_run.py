@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     clone = clone_head("activeseg-first-run-")
-    env = user_environment(args.venv)
+    env = user_environment(clone, args.venv)
     command = ["dvc", "repro"] if args.venv else ["make", "run"]
     load_before = os.getloadavg()
     returncode, seconds, stage_seconds = run_timed(command, clone, env)

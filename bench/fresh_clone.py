@@ -26,13 +26,15 @@ def clone_head(prefix: str) -> Path:
     return clone
 
 
-def user_environment(venv: str | None = None) -> dict[str, str]:
+def user_environment(clone: Path, venv: str | None = None) -> dict[str, str]:
     """This process's environment less what would leak the developer's setup into the clone's run;
-    with `venv`, that environment's bin first on PATH (to skip the install)."""
+    with `venv`, that environment's bin first on PATH (to skip the install) and the clone on
+    PYTHONPATH: the venv's editable install would otherwise import its own checkout's activeseg."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("MLFLOW_TRACKING_URI", "VIRTUAL_ENV", "PYTHONPATH", "DVC_EXP_NAME", "TF_CONFIG")}
     if venv:
         env["PATH"] = f"{Path(venv).resolve() / 'bin'}{os.pathsep}{env['PATH']}"
+        env["PYTHONPATH"] = str(clone)
     return env
 
 

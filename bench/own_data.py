@@ -129,7 +129,7 @@ def main() -> None:
 
     clone = clone_head(f"activeseg-own-data-{args.dataset}-")
     copy_data(args.dataset, Path(args.datasets), clone / "data" / "raw")
-    env = user_environment(args.venv)
+    env = user_environment(clone, args.venv)
     load_before = load_average()
     install_seconds = None
     if not args.venv:
