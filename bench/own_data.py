@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 from fresh_clone import (INSTALL_TARGET, REPO, clone_head, load_average, machine, revision, run_timed,
@@ -131,6 +131,7 @@ def main() -> None:
     copy_data(args.dataset, Path(args.datasets), clone / "data" / "raw")
     env = user_environment(clone, args.venv)
     load_before = load_average()
+    started = time.time()
     install_seconds = None
     if not args.venv:
         returncode, install_seconds, _ = run_timed(["make", INSTALL_TARGET], clone, env)
@@ -140,8 +141,9 @@ def main() -> None:
     returncode, seconds, stage_seconds = run_timed(command, clone, env)
 
     def read_json(relative: str):
+        """Only what this run wrote: a clone holds the committed metrics of the built-in data's run."""
         path = clone / relative
-        return json.loads(path.read_text()) if path.exists() else None
+        return json.loads(path.read_text()) if path.exists() and path.stat().st_mtime >= started else None
 
     evaluation = read_json("metrics/evaluate.json") or {}
     training = read_json("metrics/train.json") or {}
