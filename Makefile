@@ -23,9 +23,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# Two workers, one test file each at a time: the slow end-to-end files then run side by side.
+# Two workers; tests that share a fixture's pipeline run stay together (xdist_group), the rest are
+# handed out one by one in collection order, which tests/conftest.py puts costliest first.
 test: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 # The MLflow UI on this machine only, over the project's store.
 ui: $(VENV)/.installed

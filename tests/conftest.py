@@ -40,6 +40,22 @@ TINY_OVERRIDES = {
 }
 
 
+# `make test` (pytest-xdist: --dist loadgroup --no-loadscope-reorder) hands tests to its workers in
+# collection order, each xdist_group as one unit: the end-to-end tests (marked slow) go first,
+# costliest first as measured, so no long run starts last; the quick unit tests then fill in.
+# The first one builds finished_project, which later ones copy.
+COSTLIEST_FIRST = ("test_pipeline.py::test_repro_then_experiment", "test_reproducibility.py", "test_scale_out.py",
+                   "test_mlflow_ui.py", "test_roundtrip.py", "test_faults.py", "test_simulation.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> tuple:
+        listed = [index for index, prefix in enumerate(COSTLIEST_FIRST) if item.nodeid.startswith(f"tests/{prefix}")]
+        return (item.get_closest_marker("slow") is None, listed[0] if listed else len(COSTLIEST_FIRST))
+
+    items.sort(key=rank)  # stable: a file's tests keep their order (test_faults' depend on it)
+
+
 def set_dotted(mapping: dict, dotted_key: str, value) -> None:
     *parents, last = dotted_key.split(".")
     for key in parents:
@@ -132,6 +148,80 @@ def make_project(destination: Path, **overrides) -> Path:
 def project(tmp_path):
     """A tiny project clone (see :func:`make_project`)."""
     return make_project(tmp_path / "project")
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, by whichever pytest-xdist worker asks first
+    (the others wait on a file lock in the base temp folder that all workers share), so every
+    worker reuses one result; a failed build fails every test that asks, with its message."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # each worker's base temp is a child of the session's
+    folder, failure = root / name, root / f"{name}.failed"
+    with FileLock(str(root / f"{name}.lock")):
+        if not failure.exists() and not folder.exists():
+            try:
+                build(folder)
+            except BaseException as error:
+                failure.write_text(f"{type(error).__name__}: {error}")
+                raise
+    if failure.exists():
+        pytest.fail(f"building the shared {name} failed: {failure.read_text()[-4000:]}")
+    return folder
+
+
+FINISHED_REPRO_LOG = "repro.log.json"
+
+
+@pytest.fixture(scope="session")
+def finished_project(tmp_path_factory) -> Path:
+    """A tiny clone (:func:`make_project`, no overrides) whose whole pipeline ran once with
+    ``dvc repro`` on its local MLflow store: the costliest step of the suite, so it is done once
+    per session and shared. Read-only: a test that changes anything works on
+    :func:`copy_project` of it. ``FINISHED_REPRO_LOG`` beside it holds that repro's output."""
+
+    def build(folder: Path) -> None:
+        project = make_project(folder / "project")
+        result = run(["dvc", "repro"], project)
+        (folder / FINISHED_REPRO_LOG).write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+
+    return built_once(tmp_path_factory, "finished", build) / "project"
+
+
+def copy_project(source: Path, destination: Path, keep_mlflow_store: bool = True) -> Path:
+    """A copy of the project ``source`` (git, DVC cache, outputs, MLflow store) at ``destination``,
+    as if its runs had happened there: the SQLite store keeps absolute paths (each experiment's
+    artifact folder), which are moved to the copy. Without ``keep_mlflow_store`` the copy has no
+    store, as before a first tracked run (``models/mlflow_run.json`` then names a run it lacks,
+    until train runs again)."""
+    import sqlite3
+
+    # .dvc/tmp holds DVC's locks and scratch space, of the source's processes
+    shutil.copytree(source, destination, symlinks=True,
+                    ignore=lambda folder, names: ["tmp"] if Path(folder) == source / ".dvc" else [])
+    store = destination / "mlflow.db"
+    if not keep_mlflow_store:
+        store.unlink(missing_ok=True)
+        shutil.rmtree(destination / "mlartifacts", ignore_errors=True)
+    elif store.exists():
+        with sqlite3.connect(store) as db:
+            tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for column in [row[1] for row in db.execute(f"PRAGMA table_info('{table}')")
+                               if row[2].upper().startswith(("TEXT", "VARCHAR"))]:
+                    db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                               f'WHERE "{column}" LIKE ?', (str(source), str(destination), f"%{source}%"))
+    return destination
+
+
+def set_params(project: Path, **overrides) -> None:
+    """Change ``params.yaml`` of ``project`` (dotted keys written ``a__b``)."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for key, value in overrides.items():
+        set_dotted(params, key.replace("__", "."), value)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def pixelwise_model(size: int = 32):

@@ -65,13 +65,15 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 3
 
 @pytest.fixture(scope="module")
 def prepared_project(tmp_path_factory):
-    """A tiny clone with every stage up to augment done (no TensorFlow needed so far)."""
+    """A tiny clone with every stage up to augment done (no TensorFlow needed so far). Its tests
+    change it in turn, in file order (one xdist_group: make test runs them on one worker)."""
     project = make_project(tmp_path_factory.mktemp("faults") / "project", epochs=2, train__resume=True)
     run(["dvc", "repro", "augment"], project)
     return project
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("prepared_project")
 def test_unreachable_server_stops_train_stage_with_clear_message(prepared_project):
     env = project_env(prepared_project)
     env["MLFLOW_TRACKING_URI"] = uri = closed_port_uri()
@@ -119,6 +121,7 @@ def logged_epochs(store: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("prepared_project")
 def test_sigterm_during_training_leaves_no_outputs_and_ends_the_mlflow_run_killed(prepared_project):
     from mlflow import MlflowClient
 
@@ -146,6 +149,7 @@ def test_sigterm_during_training_leaves_no_outputs_and_ends_the_mlflow_run_kille
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("prepared_project")
 def test_sigkill_mid_training_then_repro_resumes_and_completes(prepared_project):
     project = prepared_project
     backup = project / "models" / "checkpoints" / "backup" / "training_metadata.json"

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import REPO_ROOT, make_project, project_env, run
+from conftest import REPO_ROOT, copy_project, project_env, run, set_params
 
-pytestmark = pytest.mark.slow
+# make test: one worker runs them all, on the module's experiments
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_experiments")]
 
 EXPERIMENTS = {"epochs-1": 1, "epochs-2": 2}
 SCREENSHOT = REPO_ROOT / "test-artifacts" / "mlflow-compare.png"
@@ -35,13 +36,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 
 
 @pytest.fixture(scope="module")
-def experiments(tmp_path_factory):
+def experiments(tmp_path_factory, finished_project):
     """A tiny project with two experiments run by DVC; returns ``(project, {name: MLflow run})``."""
     from mlflow import MlflowClient
 
+    # the shared finished run, without its MLflow run (these two are all the store holds): the
+    # experiments retrain, the data stages are reused
+    project = copy_project(finished_project, tmp_path_factory.mktemp("compare") / "project", keep_mlflow_store=False)
     # The best epoch by val Dice is what gets evaluated: the rate is the one at which the tiny run's
     # second epoch improves on its first, so the two experiments' metrics differ (the diff shows them)
-    project = make_project(tmp_path_factory.mktemp("compare") / "project", train__learning_rate=0.001)
+    set_params(project, train__learning_rate=0.001)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
     for name, epochs in EXPERIMENTS.items():
         run(["dvc", "exp", "run", "--name", name, "-S", f"epochs={epochs}"], project)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

@@ -44,6 +44,7 @@ def run_record(project: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("served_project")  # make test: on the worker that has the session's served_project
 def test_forced_repro_is_reproducible_and_traceable(served_project, mlflow_server):
     """The shared clone ran `dvc repro` once (tracked on the MLflow server); force a second run."""
     from mlflow.tracking import MlflowClient

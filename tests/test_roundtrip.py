@@ -12,7 +12,7 @@ import pytest
 from activeseg import imageio, synthetic
 from activeseg.annotation import QUERIED_FLAG, prediction_polygons
 
-from conftest import file_digests, make_project, run
+from conftest import copy_project, file_digests, make_project, run
 
 LABELED, UNLABELED = 18, 8
 
@@ -87,16 +87,16 @@ def labelme_square(top_left, side):
 
 
 @pytest.mark.slow
-def test_edited_export_survives_repro(tmp_path):
+def test_edited_export_survives_repro(finished_project, tmp_path):
     """On the built-in data, as people do it: a Labelme file corrected in place in
     data/query/export (a DVC output) is moved to data/raw/annotations by the next `dvc repro` and
     joins train; then the README's round (copy the export to data/raw/annotations, change one
     polygon, `dvc repro`): the annotated images join train, the rest of the built-in set stays,
     and the rescued edit survives the query stage replacing data/query."""
-    project = make_project(tmp_path / "project")
+    project = copy_project(finished_project, tmp_path / "project")
     raw = project / "data" / "raw"
     shutil.rmtree(raw)   # a missing data/raw means the built-in set, as documented
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro"], project)   # ingest again, without data/raw: the same images, nothing to retrain
     before = read_split(project)
     images_before = file_digests(project, ["data/ingested/images"])
     export = project / "data" / "query" / "export"

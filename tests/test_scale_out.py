@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, file_digests, make_project, project_env, run, stale_stages, tiny_params_dict
+from conftest import REPO_ROOT, copy_project, file_digests, project_env, run, stale_stages, tiny_params_dict
 
 
 
@@ -36,8 +36,11 @@ def queue_states(project: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_queued_experiments_each_land_as_their_own_mlflow_run(tmp_path):
-    project = make_project(tmp_path / "project")
+def test_queued_experiments_each_land_as_their_own_mlflow_run(finished_project, tmp_path):
+    # from a committed finished run, as people queue experiments: they retrain, the data stages are reused
+    project = copy_project(finished_project, tmp_path / "project")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "baseline"], project)
     variants = {"lr-a": "0.002", "lr-b": "0.004"}
     for name, rate in variants.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={rate}"], project)
@@ -83,6 +86,7 @@ def test_queued_experiments_each_land_as_their_own_mlflow_run(tmp_path):
 # (the server and the pipeline run on it are session fixtures in pipeline_runs.py)
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("served_project")
 def test_pipeline_logs_to_a_shared_tracking_server(served_project, mlflow_server):
     from mlflow.tracking import MlflowClient
 
@@ -102,6 +106,7 @@ def test_pipeline_logs_to_a_shared_tracking_server(served_project, mlflow_server
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("served_project")
 def test_dvc_remote_push_pull_round_trips_data_and_model(served_project, tmp_path):
     project = served_project
     tracked = ("data/ingested", "data/split", "data/prepared", "data/augmented", "data/query", "models/model.keras")

@@ -11,7 +11,7 @@ import pytest
 
 from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, summarize
 
-from conftest import REPO_ROOT, make_project, pixelwise_model, run
+from conftest import REPO_ROOT, copy_project, pixelwise_model, run, set_params
 
 
 def runs_table(rows):
@@ -118,10 +118,12 @@ def test_stage_is_off_by_default_and_leaves_an_empty_curve_table_and_a_placehold
 
 
 @pytest.mark.slow
-def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(tmp_path):
-    project = make_project(tmp_path / "project", simulation__enabled=True,
-                           simulation__strategies=["mc_dropout", "random"], simulation__rounds=2,
-                           simulation__images_per_round=2, simulation__epochs_per_round=1, simulation__seeds=1)
+def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(finished_project, tmp_path):
+    # the shared finished run: its data stages and its train run (the parent of the simulation's) are reused
+    project = copy_project(finished_project, tmp_path / "project")
+    set_params(project, simulation__enabled=True, simulation__strategies=["mc_dropout", "random"],
+               simulation__rounds=2, simulation__images_per_round=2, simulation__epochs_per_round=1,
+               simulation__seeds=1)
     run(["dvc", "repro", "simulate"], project)
     curves = pd.read_csv(project / "metrics" / "simulation" / "learning_curves.csv")
     runs = pd.read_csv(project / "metrics" / "simulation" / "runs.csv")
