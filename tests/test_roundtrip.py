@@ -96,7 +96,9 @@ def test_edited_export_survives_repro(finished_project, tmp_path):
     project = copy_project(finished_project, tmp_path / "project")
     raw = project / "data" / "raw"
     shutil.rmtree(raw)   # a missing data/raw means the built-in set, as documented
-    run(["dvc", "repro"], project)   # ingest again, without data/raw: the same images, nothing to retrain
+    again = run(["dvc", "repro"], project)
+    assert "Running stage 'ingest'" in again.stdout and "Running stage 'split'" not in again.stdout, \
+        "without data/raw, ingest must give the built-in set it gave with data/raw/README.md alone"
     before = read_split(project)
     images_before = file_digests(project, ["data/ingested/images"])
     export = project / "data" / "query" / "export"

@@ -41,7 +41,7 @@ def test_queued_experiments_each_land_as_their_own_mlflow_run(finished_project, 
     project = copy_project(finished_project, tmp_path / "project")
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "baseline"], project)
-    variants = {"lr-a": "0.002", "lr-b": "0.004"}
+    variants = {"lr-a": "0.003", "lr-b": "0.004"}  # both differ from the baseline: each retrains
     for name, rate in variants.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={rate}"], project)
     run(["dvc", "queue", "start", "-j", "2"], project)
