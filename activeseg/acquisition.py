@@ -11,6 +11,11 @@ Pixel scores come from T samples of each image's prediction (``query.sampling``)
   (:func:`undo_dihedral`) so the 8 samples are aligned pixel for pixel. Where the model's answer
   depends on the orientation it is unsure (Wang et al. 2019, arXiv 1807.07356); this needs no
   dropout, so it works with any trained model, at the cost of 8 ``predict`` calls.
+- ``mc_network``: T Monte-Carlo passes of the whole network, every dropout layer on and batch norm
+  in inference mode (:func:`activeseg.model.mc_network`), as Di Scandalea et al. 2019 (arXiv
+  1907.05143, section 2.2) do; with ``train.dropout_placement: encoder`` or ``encoder_decoder``
+  the samples then differ in the features, not only in the read-out. T ``predict`` calls' cost:
+  the T copies of a batch run as one batch of T times its size.
 
 Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p`` their mean:
 
@@ -123,6 +128,28 @@ def reduce_scores(scores: np.ndarray, mean_probability: np.ndarray, reduction: s
 
 
 _SPLIT_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_MC_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _mc_model(model):
+    """The compiled whole-network Monte-Carlo pass of ``model``, built once per model."""
+    if model not in _MC_MODELS:
+        import tensorflow as tf
+
+        from activeseg.model import mc_network
+
+        sampler = mc_network(model)
+        _MC_MODELS[model] = tf.function(lambda images: sampler(images), reduce_retracing=True)
+    return _MC_MODELS[model]
+
+
+def _network_samples(model, batch: np.ndarray, passes: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(samples (T, B, H, W), embeddings (B, 2F))`` of T whole-network passes, the T copies of the
+    batch run as one batch; the embedding is each pass's (mean, std) of the features, averaged."""
+    features, probabilities = _mc_model(model)(np.concatenate([batch] * passes))
+    features = features.numpy().reshape(passes, len(batch), *features.shape[1:])
+    embeddings = np.concatenate([features.mean(axis=(2, 3)), features.std(axis=(2, 3))], axis=2).mean(axis=0)
+    return probabilities.numpy()[..., 0].reshape(passes, *batch.shape[:3]), embeddings
 
 
 def _split_model(model):
@@ -163,7 +190,8 @@ def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, descript
 
     ``head_dropout``: T = ``passes`` passes of the dropout-and-head tail; ``passes=1`` gives the
     plain prediction (dropout off). ``tta``: T = 8, one plain prediction per :data:`DIHEDRAL`
-    view, turned back (``passes`` is ignored). Both halves run as compiled graphs
+    view, turned back (``passes`` is ignored). ``mc_network``: T = ``passes`` passes of the whole
+    network with its dropout on (:func:`_network_samples`). All run as compiled graphs
     (``predict_on_batch`` and a ``tf.function``), as ``predict`` does; run eagerly, op by op, they
     were several times slower on CPU."""
     import tensorflow as tf
@@ -172,6 +200,9 @@ def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, descript
     starts = range(0, len(images), batch_size)
     for start in progress(starts, f"{description} ({batch_size} images a step)"):
         batch = images[start:start + batch_size]
+        if sampling == "mc_network" and passes > 1:
+            yield start, *_network_samples(model, batch, passes)
+            continue
         features = feature_model.predict_on_batch(batch)
         embeddings = np.concatenate([features.mean(axis=(1, 2)), features.std(axis=(1, 2))], axis=1)
         if sampling == "tta":
@@ -207,7 +238,7 @@ class PoolScores:
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
                batch_size: int, seed: int, sampling: str = "head_dropout") -> PoolScores:
     """Score ``(N, S, S, C)`` normalised images; memory is two float32 ``(N, S, S)`` maps.
-    ``sampling``: ``head_dropout`` or ``tta`` (see :func:`mc_samples`).
+    ``sampling``: ``head_dropout``, ``tta`` or ``mc_network`` (see :func:`mc_samples`).
 
     ``random`` runs the model once without dropout (for the maps and polygons only) and draws the
     image scores from ``seed``."""

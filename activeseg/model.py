@@ -16,6 +16,18 @@ prediction runs with dropout off; the acquisition functions run the cheap head m
 dropout on over features computed once (see :func:`split_at_dropout`). All models take inputs of
 any size divisible by :func:`size_divisor`, so training may use random crops.
 
+``train.dropout_placement`` puts more dropout layers (same rate, names ending ``_dropout``)
+through the network, as Di Scandalea et al. 2019 (arXiv 1907.05143, section 2.2) and their code
+(neuropoly/deep-active-learning, ``unet_full_bn``: rate 0.2 after each pooling, in the bottleneck
+and in the decoder) do, so that Monte-Carlo passes of the whole network (:func:`mc_network`)
+sample what the features do not know, not only a linear read-out of fixed features:
+``encoder``: after each encoder stage and after the bottleneck; ``encoder_decoder``: also after
+each decoder stage but the last (whose output the head's ``mc_dropout`` already drops). For the
+plain U-Net they follow each pooling (the skips leave before it, as in the reference); for the
+sm U-Net they follow the layers its decoder takes skips from (so they drop the skip too)
+(``sm.Backbones.get_feature_layers``) and the layer feeding the first decoder stage, inserted by
+re-calling its graph (``keras.models.clone_model`` with a ``call_function``).
+
 Batch norm's moving statistics use ``train.batchnorm_momentum``: Keras' default (0.99) needs
 hundreds of steps to forget its initial values, far more than a small data set gives, and the
 model then validates with statistics that do not match its weights.
@@ -61,6 +73,40 @@ def _encoder_weights(params: TrainParams, channels: int):
     return str(path)
 
 
+def _encoder_dropout(params: TrainParams) -> bool:
+    return params.dropout_placement in ("encoder", "encoder_decoder")
+
+
+def _decoder_dropout(params: TrainParams) -> bool:
+    return params.dropout_placement == "encoder_decoder"
+
+
+def _sm_features(base: keras.Model, params: TrainParams) -> keras.Model:
+    """``base`` (an sm U-Net) up to the input of its ``final_conv``, with a dropout layer after
+    each layer that ``params.dropout_placement`` names."""
+    sm = segmentation_models()
+    after = set()
+    if _encoder_dropout(params):
+        after |= set(sm.Backbones.get_feature_layers(params.backbone, n=4))
+        after.add(base.get_layer("decoder_stage0_upsampling").input._keras_history.operation.name)
+    if _decoder_dropout(params):
+        after |= {f"decoder_stage{stage}b_relu" for stage in range(4)}  # stage 4 is the head's input
+
+    head_input = {}
+
+    def call_function(layer, *args, **kwargs):
+        if layer.name == "final_conv":
+            head_input["features"] = args[0]
+        output = layer(*args, **kwargs)
+        if layer.name in after:
+            return keras.layers.Dropout(params.dropout, name=f"{layer.name}_dropout")(output)
+        return output
+
+    # clone_function returns each layer itself: the new graph shares the (fresh) layers of base
+    clone = keras.models.clone_model(base, clone_function=lambda layer: layer, call_function=call_function)
+    return keras.Model(clone.input, head_input["features"], name=f"{params.backbone}_unet_features")
+
+
 def _sm_unet(params: TrainParams, channels: int) -> keras.Model:
     """The sm U-Net up to (without) its segmentation head: image → decoder features."""
     sm = segmentation_models()
@@ -77,7 +123,7 @@ def _sm_unet(params: TrainParams, channels: int) -> keras.Model:
             raise ActivesegError(f"{weights}: not readable as {params.backbone} encoder weights "
                                  f"({type(error).__name__}); use a Keras weights file of that encoder") from None
         raise
-    return keras.Model(base.input, base.get_layer("final_conv").input, name=f"{params.backbone}_unet_features")
+    return _sm_features(base, params)
 
 
 def _conv_block(x, filters: int, name: str):
@@ -98,12 +144,18 @@ def _plain_unet(params: TrainParams, channels: int) -> keras.Model:
         x = _conv_block(x, params.plain_filters * 2 ** level, f"down{level + 1}")
         skips.append(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
+        if _encoder_dropout(params):
+            x = keras.layers.Dropout(params.dropout, name=f"pool{level + 1}_dropout")(x)
     x = _conv_block(x, params.plain_filters * 2 ** PLAIN_LEVELS, "bottom")
+    if _encoder_dropout(params):
+        x = keras.layers.Dropout(params.dropout, name="bottom_dropout")(x)
     for level in reversed(range(PLAIN_LEVELS)):
         filters = params.plain_filters * 2 ** level
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level + 1}_transpose")(x)
         x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
         x = _conv_block(x, filters, f"up{level + 1}")
+        if _decoder_dropout(params) and level > 0:   # level 0's output is the head's input
+            x = keras.layers.Dropout(params.dropout, name=f"up{level + 1}_dropout")(x)
     return keras.Model(inputs, x, name="plain_unet_features")
 
 
@@ -188,3 +240,27 @@ def split_at_dropout(model: keras.Model):
         return output
 
     return feature_model, head
+
+
+def mc_network(model: keras.Model) -> keras.Model:
+    """``model`` re-called with every dropout layer on and batch norm in inference mode (sharing
+    its weights): one call is one Monte-Carlo sample of the whole network (Gal & Ghahramani 2016;
+    Di Scandalea et al. 2019). Outputs ``[features the mc_dropout layer receives, probability]``.
+    ``model(x, training=True)`` would not do: batch norm would then use the batch's statistics.
+    Call it with ``training`` unset (not through ``predict``, which passes ``training=False``
+    down and turns the dropout off again)."""
+    captured = {}
+
+    def call_function(layer, *args, **kwargs):
+        # both explicit: an explicit training=True sets the call context for the layers after it
+        if isinstance(layer, keras.layers.Dropout):
+            kwargs["training"] = True
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            kwargs["training"] = False
+        if layer.name == DROPOUT_LAYER:
+            captured["features"] = args[0]
+        return layer(*args, **kwargs)
+
+    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_function,
+                                     recursive=True)
+    return keras.Model(clone.input, [captured["features"], clone.output], name=f"{model.name}_mc")

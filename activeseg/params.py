@@ -29,7 +29,8 @@ NORMALIZATIONS = ("unit", "zscore")
 INTENSITIES = ("8bit", "minmax", "percentile")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
 REDUCTIONS = ("mean", "foreground_border", "distance_weighted")
-SAMPLINGS = ("head_dropout", "tta")
+SAMPLINGS = ("head_dropout", "tta", "mc_network")
+DROPOUT_PLACEMENTS = ("head", "encoder", "encoder_decoder")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
@@ -112,6 +113,7 @@ class TrainParams:
     lr_patience: int = 3
     early_stopping_patience: int = 10
     dropout: float = 0.3
+    dropout_placement: str = "head"
     distribute: str = "none"
     resume: bool = False
 
@@ -309,6 +311,8 @@ def _check_ranges(params: Params, source: str) -> None:
     check(train.batch_size >= 1, "train.batch_size", "must be at least 1")
     check(train.learning_rate > 0, "train.learning_rate", "must be positive")
     check(0.0 <= train.dropout < 1.0, "train.dropout", "must be in [0, 1)")
+    check(train.dropout_placement in DROPOUT_PLACEMENTS, "train.dropout_placement",
+          f"must be one of {', '.join(DROPOUT_PLACEMENTS)}")
     check(train.early_stopping_patience >= 1, "train.early_stopping_patience", "must be at least 1")
     check(train.distribute in DISTRIBUTE_STRATEGIES, "train.distribute",
           f"must be one of {', '.join(DISTRIBUTE_STRATEGIES)}")

@@ -307,3 +307,41 @@ def test_empty_pool_scores_to_nothing(tiny_model):
 
     result = score_pool(tiny_model, np.zeros((0, 32, 32, 3), np.float32), "entropy", 2, "mean", 4, 0)
     assert result.scores.shape == (0,) and result.maps.shape == (0, 32, 32)
+
+
+def test_mc_network_sampling_runs_the_whole_network_per_pass(pool_images):
+    """``mc_network``: T whole-network passes per image, each pass of its own image (without
+    dropout every pass is exactly that image's plain prediction, batches and passes in order);
+    with dropout through the network the passes disagree."""
+    import dataclasses
+
+    from activeseg.acquisition import mc_samples, score_pool
+    from activeseg.model import build_unet
+    from activeseg.params import TrainParams
+    from activeseg.runtime import seed_everything
+
+    seed_everything(0)
+    params = TrainParams(architecture="unet_plain", plain_filters=4, dropout=0.0, dropout_placement="encoder")
+    still = build_unet(params, 32, 3)
+    plain = still.predict(pool_images, verbose=0)[..., 0]
+    batches = list(mc_samples(still, pool_images, passes=3, batch_size=2, sampling="mc_network"))
+    assert [start for start, _, _ in batches] == [0, 2, 4]
+    samples = np.concatenate([batch for _, batch, _ in batches], axis=1)
+    assert samples.shape == (3, 5, 32, 32)
+    for sample in samples:
+        np.testing.assert_allclose(sample, plain, atol=1e-5)
+    embeddings = np.concatenate([embedding for _, _, embedding in batches])
+    one_pass = list(mc_samples(still, pool_images, passes=1, batch_size=8))[0][2]
+    np.testing.assert_allclose(embeddings, one_pass, rtol=1e-4, atol=1e-5)
+    noisy = build_unet(dataclasses.replace(params, dropout=0.5), 32, 3)
+    scored = score_pool(noisy, pool_images, "mc_dropout", 8, "mean", 2, 0, sampling="mc_network")
+    assert scored.scores.shape == (5,) and (scored.scores > 1e-4).all()
+
+
+def test_query_sampling_mc_network_and_dropout_placement_are_checked(tiny_params):
+    from activeseg.errors import ActivesegError
+
+    assert tiny_params(query__sampling="mc_network").query.sampling == "mc_network"
+    assert tiny_params(train__dropout_placement="encoder").train.dropout_placement == "encoder"
+    with pytest.raises(ActivesegError, match="params.yaml: `?train.dropout_placement"):
+        tiny_params(train__dropout_placement="everywhere")

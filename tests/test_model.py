@@ -116,3 +116,39 @@ def test_unreadable_weights_file_is_a_one_line_error(tmp_path):
     bad.write_text("not hdf5")
     with pytest.raises(ActivesegError, match="bad.weights.h5"):
         build_unet(TrainParams(backbone="resnet18", encoder_weights=str(bad)), None, channels=3)
+
+
+def _dropout_names(model) -> list[str]:
+    features = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return [layer.name for layer in features.layers if isinstance(layer, keras.layers.Dropout)]
+
+
+@pytest.mark.parametrize("architecture", ["unet_plain", "sm_unet"])
+def test_dropout_placement_puts_dropout_through_the_network(architecture, tmp_path):
+    params = dataclasses.replace(PLAIN, architecture=architecture)
+    head = _dropout_names(build_unet(params, None, channels=1))
+    encoder = _dropout_names(build_unet(dataclasses.replace(params, dropout_placement="encoder"), None, 1))
+    both = build_unet(dataclasses.replace(params, dropout_placement="encoder_decoder"), None, 1)
+    assert head == []                                   # the head's mc_dropout only, outside the features
+    assert len(encoder) == 5                            # 4 encoder stages and the bottleneck
+    assert set(encoder) < set(_dropout_names(both)) and len(_dropout_names(both)) == 5 + 4 - (architecture == "unet_plain")
+    loaded = _round_trip(both, tmp_path, side=32, channels=1)
+    assert _dropout_names(loaded) == _dropout_names(both)
+
+
+@pytest.mark.parametrize("architecture", ["unet_plain", "sm_unet"])
+def test_mc_network_samples_the_features_only_with_dropout_inside(architecture):
+    """Whole-network passes: batch norm stays in inference mode (no dropout: exactly the plain
+    prediction), and the features reaching the head vary only where dropout is in the network."""
+    from activeseg.model import mc_network
+
+    images = np.random.default_rng(1).random((3, 32, 32, 1), np.float32)
+    params = dataclasses.replace(PLAIN, architecture=architecture, dropout=0.5)
+    no_dropout = build_unet(dataclasses.replace(params, dropout=0.0, dropout_placement="encoder"), None, 1)
+    _, probability = mc_network(no_dropout)(images)
+    np.testing.assert_allclose(probability, no_dropout.predict(images, verbose=0), atol=1e-5)
+    for placement, features_vary in (("head", False), ("encoder", True)):
+        sampler = mc_network(build_unet(dataclasses.replace(params, dropout_placement=placement), None, 1))
+        (first, one), (second, other) = sampler(images), sampler(images)
+        assert np.abs(np.asarray(one) - np.asarray(other)).max() > 1e-4       # the head's dropout is on
+        assert (np.abs(np.asarray(first) - np.asarray(second)).max() > 1e-4) == features_vary
