@@ -138,6 +138,7 @@ class SimulationParams:
     images_per_round: int = 4
     epochs_per_round: int = 4
     steps_per_epoch: int = 0
+    warm_start: bool = False
     seeds: int = 3
     target_fraction: float = 0.95
 

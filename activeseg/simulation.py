@@ -7,10 +7,12 @@ round scores the remaining pool with the last round's model, reveals the masks o
 best of K clusters of candidates), and trains a fresh model on everything labeled so far, up to
 ``rounds`` rounds. Each model's pooled test Dice is one point of that strategy's learning curve.
 A model trained on the initial images plus the whole pool gives the reference (the full-pool
-Dice).
+Dice). The normalised pool and test images are computed once, not per round.
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
-:class:`Trainer`), trained for ``epochs_per_round`` epochs on the labeled images as they are,
+:class:`Trainer`), or with ``warm_start`` the previous round's model (its weights, batch-norm
+statistics included; a fresh optimizer, as the train stage compiles one), trained for
+``epochs_per_round`` epochs on the labeled images as they are,
 without augmentation, so the curves compare strategies and not augmentation luck. With
 ``steps_per_epoch`` > 0 every round gets the same number of training steps, so a round with few
 labeled images is not also an undertrained model (with 0, an epoch is one pass over the labeled
@@ -32,6 +34,8 @@ their means over rounds and seeds are in the summary. Noisy curves are explained
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -68,6 +72,15 @@ class SimulationData:
             raise ActivesegError("data/prepared/pool.npz: no pool image has a hidden mask to reveal; the "
                                  "simulation needs split.simulate: true and masks for every image")
 
+    @functools.cached_property
+    def pool_normalized(self) -> np.ndarray:
+        """The pool images as the model takes them, normalised once for every round."""
+        return self.transform.normalize(self.pool.images)
+
+    @functools.cached_property
+    def test_normalized(self) -> np.ndarray:
+        return self.transform.normalize(self.test.images)
+
     def labeled_with(self, pool_indices: list[int]) -> SplitArrays:
         """The initial labeled images plus the pool images at ``pool_indices``, masks revealed."""
         index = np.asarray(pool_indices, dtype=int)
@@ -79,9 +92,19 @@ class SimulationData:
 
 
 def dice_on_test(model, data: SimulationData, threshold: float) -> float:
-    probabilities = predict_probabilities(model, data.transform.normalize(data.test.images))
+    probabilities = predict_probabilities(model, data.test_normalized)
     truth = data.test.masks[..., 0].astype(bool)
     return pooled_scores(truth, probabilities > threshold, data.test.ignore)["dice"]
+
+
+def model_state(model) -> list[np.ndarray]:
+    """All of ``model.variables`` now: weights, batch-norm statistics, dropout seed states."""
+    return [variable.numpy() for variable in model.variables]
+
+
+def restore_state(model, state: list[np.ndarray]) -> None:
+    for variable, value in zip(model.variables, state):
+        variable.assign(value)
 
 
 class Trainer:
@@ -125,11 +148,14 @@ class Trainer:
         for variable, value in zip(self.model.optimizer.variables, self._initial_optimizer):
             variable.assign(value)
 
-    def fit(self, labeled: SplitArrays, seed: int):
-        """The model trained from its seed's fresh state on ``labeled``; returns the model."""
+    def fit(self, labeled: SplitArrays, seed: int, start: Optional[list[np.ndarray]] = None):
+        """The model trained on ``labeled`` from its seed's fresh state, or from ``start`` (a
+        :func:`model_state`; the optimizer still as built); returns the model."""
         from activeseg.runtime import keras, seed_everything
 
         self.reset(seed)
+        if start is not None:
+            restore_state(self.model, start)
         seed_everything(seed)
         epochs, steps = self.params.simulation.epochs_per_round, self.params.simulation.steps_per_epoch
         best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
@@ -172,11 +198,11 @@ def simulate(params: Params, data: SimulationData,
               f"test Dice {references[-1]['dice']:.4f}")
         first_model = trainer.fit(data.labeled_with([]), seed)
         first_dice = dice_on_test(first_model, data, threshold)
-        first_weights = first_model.get_weights()   # the trainer reuses the model: keep round 0 apart
+        first_state = model_state(first_model)   # the trainer reuses the model: keep round 0 apart
         for strategy in sim.strategies:
             chosen: list[int] = []
-            first_model.set_weights(first_weights)
-            model, dice = first_model, first_dice
+            restore_state(first_model, first_state)
+            model, dice, last_state = first_model, first_dice, first_state
             curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice,
                       "added_ids": "", "spearman": None, "error_lift": None}]
             for round_number in range(1, sim.rounds + 1):
@@ -184,7 +210,7 @@ def simulate(params: Params, data: SimulationData,
                 remaining = np.array([index for index in everything if index not in taken])
                 if len(remaining) == 0:
                     break
-                pool_images = data.transform.normalize(data.pool.images[remaining])
+                pool_images = data.pool_normalized[remaining]
                 scored = score_pool(model, pool_images, strategy, params.query.mc_dropout_passes,
                                     params.query.reduction, params.query.batch_size, seed * 1000 + round_number,
                                     params.query.sampling)
@@ -196,7 +222,8 @@ def simulate(params: Params, data: SimulationData,
                                                       sim.images_per_round, params.query.candidates_per_pick,
                                                       seed * 1000 + round_number)]
                 chosen += added
-                model = trainer.fit(data.labeled_with(chosen), seed)
+                model = trainer.fit(data.labeled_with(chosen), seed, last_state if sim.warm_start else None)
+                last_state = model_state(model)
                 dice = dice_on_test(model, data, threshold)
                 curve.append({"strategy": strategy, "seed": seed, "round": round_number,
                               "labeled": len(data.train) + len(chosen), "dice": dice,
@@ -268,7 +295,48 @@ def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_f
     for strategy, values in summary["strategies"].items():
         ratio = values["labels_to_target"] / random_labels if random_labels and values["labels_to_target"] else None
         values["labels_ratio_to_random"] = round(ratio, 4) if ratio is not None else None
+        if "random" in summary["strategies"]:
+            values["labels_ratio_ci90"] = labels_ratio_interval(runs, references, strategy, target_fraction)
+    summary["seeds"] = int(runs["seed"].nunique())
     return summary
+
+
+def labels_ratio_interval(runs: pd.DataFrame, references: pd.DataFrame, strategy: str, target_fraction: float,
+                          level: float = 0.9, resamples: int = 2000, seed: int = 0) -> list[Optional[float]]:
+    """Percentile bootstrap interval over seeds of ``strategy``'s labels-to-target ratio to random's:
+    each resample draws as many seeds as there are, with replacement, and recomputes the mean
+    curves, the target (``target_fraction`` of their mean full-pool Dice) and the ratio, exactly
+    as :func:`summarize` does. A curve that never reaches the target needs "more than all"
+    labels (infinity), so a bound can be None: unbounded, or undefined where neither reaches it.
+    The quantiles are values actually drawn (no interpolation): with few seeds the resamples take
+    few distinct values."""
+    seeds = np.array(sorted(runs["seed"].unique()))
+    labeled = np.array(sorted(runs["labeled"].unique()))
+    full_pool = references.set_index("seed")["dice"].reindex(seeds).to_numpy(float)
+
+    def curves_of(name: str) -> np.ndarray:   # (seed, labeled) Dice, NaN where a seed has no point
+        table = runs[runs["strategy"] == name].pivot_table(index="seed", columns="labeled", values="dice")
+        return table.reindex(index=seeds, columns=labeled).to_numpy(float)
+
+    draws = np.random.default_rng(seed).integers(0, len(seeds), (resamples, len(seeds)))
+    targets = target_fraction * full_pool[draws].mean(axis=1)
+
+    def labels_needed(curves: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # a point that no drawn seed has: NaN
+            mean = np.nanmean(curves[draws], axis=1)                          # (resample, labeled)
+        reached = mean >= targets[:, None]
+        first = np.where(reached.any(axis=1), labeled[reached.argmax(axis=1)], np.inf)
+        return first.astype(float)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = labels_needed(curves_of(strategy)) / labels_needed(curves_of("random"))
+    ratios = ratios[~np.isnan(ratios)]                 # neither reached the target: no ratio
+    if len(ratios) == 0:
+        return [None, None]
+    tail = (1 - level) / 2
+    bounds = np.quantile(ratios, [tail, 1 - tail], method="inverted_cdf")
+    return [round(float(bound), 4) if np.isfinite(bound) else None for bound in bounds]
 
 
 def write_figures(out_dir: str | Path, runs: pd.DataFrame, summary: dict, strategies) -> None:

@@ -4,7 +4,8 @@ Runs :func:`activeseg.simulation.simulate` on a data set held in memory and writ
 ``--out``: ``runs.csv`` (one row per strategy, seed and round), ``full_pool.csv``,
 ``learning_curves.csv``, ``summary.json`` and the three figures. The figure of merit is
 ``labels(best uncertainty strategy to reach target_fraction of the full-pool Dice) /
-labels(random)``, on the curves averaged over seeds (bar: <= 0.6).
+labels(random)``, on the curves averaged over seeds (bar: <= 0.6), with its bootstrap 90%
+interval over seeds (``labels_ratio_ci90`` per strategy; ``seeds`` in the summary).
 
 Data sets:
 - ``synthetic``: the built-in generator (activeseg.synthetic) at its default image size.
@@ -102,9 +103,13 @@ def main() -> None:
     parser.add_argument("--architecture", default="sm_unet", choices=["sm_unet", "unet_plain"])
     parser.add_argument("--filters", type=int, default=16, help="unet_plain: first-level filters")
     parser.add_argument("--channels", type=int, default=3, choices=[1, 3])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--warm-start", action="store_true", help="simulation.warm_start: each round continues "
+                        "from the previous round's model")
+    parser.add_argument("--sampling", default="head_dropout", choices=["head_dropout", "tta", "mc_network"])
+    parser.add_argument("--dropout-placement", default="head", choices=["head", "encoder", "encoder_decoder"])
     parser.add_argument("--passes", type=int, default=8)
-    parser.add_argument("--reduction", default="mean", choices=["mean", "foreground_border"])
+    parser.add_argument("--reduction", default="mean", choices=["mean", "foreground_border", "distance_weighted"])
     parser.add_argument("--candidates-per-pick", type=int, default=1, help="query.candidates_per_pick (1: top-K)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-pool", type=int, default=0, help="cap on the pool size (0: no cap), to bound the cost")
@@ -116,12 +121,13 @@ def main() -> None:
     params = parse_params({
         "seed": 1, "preprocess": {"size": args.size, "channels": args.channels},
         "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs,
-                  "architecture": args.architecture, "plain_filters": args.filters},
-        "query": {"mc_dropout_passes": args.passes, "reduction": args.reduction,
+                  "architecture": args.architecture, "plain_filters": args.filters,
+                  "dropout_placement": args.dropout_placement},
+        "query": {"mc_dropout_passes": args.passes, "reduction": args.reduction, "sampling": args.sampling,
                   "candidates_per_pick": args.candidates_per_pick},
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
                        "images_per_round": args.per_round, "epochs_per_round": args.epochs,
-                       "steps_per_epoch": args.steps, "seeds": args.seeds}})
+                       "steps_per_epoch": args.steps, "seeds": args.seeds, "warm_start": args.warm_start}})
     groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
     pool = pool[: args.max_pool] if args.max_pool else pool

@@ -67,6 +67,24 @@ def test_summary_labels_to_target_ratio_and_aulc():
     assert never["strategies"]["mc_dropout"]["labels_ratio_to_random"] is None
 
 
+def test_labels_ratio_interval_bootstraps_over_seeds_on_a_fixed_table():
+    """Target 0.675: mc_dropout needs 6 labels on seed 1's curve, 8 on seed 2's, 6 on their mean;
+    random needs 8 on every one. Drawing 2 seeds of 2 gives seed 1 twice (ratio 0.75) a quarter of
+    the time, seed 2 twice (ratio 1.0) a quarter, both (0.75) half: the 90% interval is [0.75, 1.0]."""
+    from activeseg.simulation import labels_ratio_interval
+
+    summary = summarize(RUNS, REFERENCES, ["mc_dropout", "random"], target_fraction=0.75)
+    assert summary["seeds"] == 2
+    assert summary["strategies"]["mc_dropout"]["labels_ratio_ci90"] == [0.75, 1.0]
+    assert summary["strategies"]["random"]["labels_ratio_ci90"] == [1.0, 1.0]
+    # target 0.81 at 0.9: seed 1 of mc_dropout and both means reach it at 8, so does random; seed 1
+    # of random never does (0.8): a seed-1-only draw is 8 / infinity = 0, which the interval keeps
+    assert labels_ratio_interval(RUNS, REFERENCES, "mc_dropout", 0.9) == [0.0, 1.0]
+    assert labels_ratio_interval(RUNS, REFERENCES.assign(dice=1.0), "mc_dropout", 1.0) == [None, None]
+    identical = RUNS.assign(dice=RUNS["dice"].where(RUNS["seed"] == 1, RUNS["dice"].shift(3)))
+    assert labels_ratio_interval(identical, REFERENCES, "mc_dropout", 0.75) == [0.75, 0.75]
+
+
 def test_summary_averages_the_score_error_signal_over_scored_rounds():
     runs = RUNS.assign(spearman=[None, 0.2, 0.4, None, 0.6, None, None, 0.0, 0.1, None, -0.1, 0.0],
                        error_lift=[None, 1.5, 2.5, None, 2.0, None, None, 1.0, 1.0, None, 0.7, 1.3])
@@ -243,7 +261,7 @@ def test_each_strategy_picks_what_it_scores_and_the_oracle_reveals_the_hidden_ma
         def __init__(self, params, data):
             self.model = pixelwise_model()
 
-        def fit(self, labeled, seed):
+        def fit(self, labeled, seed, start=None):
             fitted.append(labeled)
             return self.model
 
@@ -274,3 +292,80 @@ def test_each_strategy_picks_what_it_scores_and_the_oracle_reveals_the_hidden_ma
     assert entropy_round["error_lift"] == pytest.approx(expected["error_lift"])
     random_round = runs[(runs["strategy"] == "random") & (runs["round"] == 1)].iloc[0]
     assert random_round["error_lift"] != pytest.approx(expected["error_lift"])   # random scored its own way
+
+
+def _tiny_simulation_data(size: int = 32):
+    from activeseg import synthetic
+    from activeseg.preprocess import SplitArrays, Transform
+    from activeseg.simulation import SimulationData
+
+    items = list(synthetic.generate(10, size, 2, 3, seed=0))
+
+    def arrays(chosen):
+        return SplitArrays(np.array([items[i][0] for i in chosen]), np.stack([items[i][1] for i in chosen]),
+                           np.stack([items[i][2][..., None] // 255 for i in chosen]), np.ones(len(chosen), bool))
+
+    return SimulationData(Transform(size, 3, "unit", (0.0,), (1.0,)), arrays([0, 1]), arrays([2, 3, 4, 5, 6]),
+                          arrays([7]), arrays([8, 9]))
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_params, monkeypatch, warm_start):
+    """With warm_start every round's training starts from exactly the weights the previous round
+    ended with (round 1 from round 0's); without it, from the seed's fresh weights."""
+    from activeseg import simulation
+
+    starts, ends = [], []
+
+    class RecordingTrainer(simulation.Trainer):
+        def fit(self, labeled, seed, start=None):
+            original_fit = self.model.fit
+
+            def recording_fit(*args, **kwargs):
+                starts.append([value.copy() for value in self.model.get_weights()])
+                return original_fit(*args, **kwargs)
+
+            self.model.fit = recording_fit
+            try:
+                model = super().fit(labeled, seed, start)
+            finally:
+                del self.model.fit
+            ends.append([value.copy() for value in model.get_weights()])
+            return model
+
+    monkeypatch.setattr(simulation, "Trainer", RecordingTrainer)
+    params = tiny_params(train__architecture="unet_plain", train__plain_filters=4, train__batch_size=2,
+                         simulation__enabled=True, simulation__strategies=["entropy"], simulation__rounds=2,
+                         simulation__images_per_round=1, simulation__seeds=1, simulation__epochs_per_round=1,
+                         simulation__steps_per_epoch=2, simulation__warm_start=warm_start)
+    simulation.simulate(params, _tiny_simulation_data())
+    # fits: full pool (reference), round 0, round 1, round 2
+    assert len(starts) == 4
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    assert not same(ends[1], starts[1]), "round 0 learned nothing: the test could not tell starts apart"
+    for round_number in (2, 3):
+        assert same(starts[round_number], ends[round_number - 1]) == warm_start
+        assert same(starts[round_number], starts[1]) != warm_start       # cold: the seed's fresh weights
+
+
+def test_pool_and_test_images_are_normalised_once_for_all_rounds(tiny_params, monkeypatch):
+    from activeseg import simulation
+
+    data = _tiny_simulation_data()
+    calls = []
+    normalize = data.transform.normalize
+    monkeypatch.setattr(type(data.transform), "normalize",
+                        lambda self, images: calls.append(len(images)) or normalize(images))
+
+    class FixedModelTrainer:
+        def __init__(self, params, data):
+            self.model = pixelwise_model()
+
+        def fit(self, labeled, seed, start=None):
+            return self.model
+
+    monkeypatch.setattr(simulation, "Trainer", FixedModelTrainer)
+    params = tiny_params(simulation__enabled=True, simulation__strategies=["entropy", "random"],
+                         simulation__rounds=2, simulation__images_per_round=1, simulation__seeds=2)
+    simulation.simulate(params, data)
+    assert sorted(calls) == [2, 5]              # the test set and the pool, each once
