@@ -261,6 +261,9 @@ def mc_network(model: keras.Model) -> keras.Model:
             captured["features"] = args[0]
         return layer(*args, **kwargs)
 
-    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call_function,
+    # cloned through an uncompiled view of the same graph: cloning a compiled model would also
+    # rebuild its compile config, and the project's loss function is not deserialisable
+    uncompiled = keras.Model(model.input, model.output)
+    clone = keras.models.clone_model(uncompiled, clone_function=lambda layer: layer, call_function=call_function,
                                      recursive=True)
     return keras.Model(clone.input, [captured["features"], clone.output], name=f"{model.name}_mc")

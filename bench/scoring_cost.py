@@ -6,7 +6,9 @@ plain ``predict`` calls over the same images, in one run on the same model (bar:
   per batch and runs only the dropout + head tail T times (activeseg.acquisition.mc_samples), so
   the ratio should sit near 1/T plus the head's cost;
 - ``tta``: the 8 flips / quarter turns (T = 8 whatever --passes), each a full prediction, turned back;
-- ``head_dropout+distance_weighted``: the first with the distance-transform reduction.
+- ``head_dropout+distance_weighted``: the first with the distance-transform reduction;
+- ``mc_network``: T passes of the whole network with every dropout on (the model has
+  ``--dropout-placement`` dropout, encoder by default), the T copies of a batch as one batch.
 
 The top-level ``ratio`` (and its seconds) is the ``head_dropout`` row, as before.
 
@@ -51,10 +53,11 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=8, help="T (the pipeline's default)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--dropout-placement", default="encoder", choices=["head", "encoder", "encoder_decoder"])
     parser.add_argument("--repeats", type=int, default=3, help="timings per method; the fastest counts")
     args = parser.parse_args()
     seed_everything(0)
-    model = build_unet(TrainParams(backbone=args.backbone, dropout=0.3), args.size, 3)
+    model = build_unet(TrainParams(backbone=args.backbone, dropout=0.3, dropout_placement=args.dropout_placement), args.size, 3)
     images = np.random.default_rng(0).random((args.pool, args.size, args.size, 3)).astype(np.float32)
 
     def plain_predicts(passes):
@@ -63,7 +66,8 @@ def main() -> None:
 
     # option: (sampling, reduction, T)
     options = {"head_dropout": ("head_dropout", "mean", args.passes), "tta": ("tta", "mean", 8),
-               "head_dropout+distance_weighted": ("head_dropout", "distance_weighted", args.passes)}
+               "head_dropout+distance_weighted": ("head_dropout", "distance_weighted", args.passes),
+               "mc_network": ("mc_network", "mean", args.passes)}
     rows, predict_seconds = {}, {}
     for name, (sampling, reduction, passes) in options.items():
         def scoring():

@@ -319,6 +319,7 @@ def test_mc_network_sampling_runs_the_whole_network_per_pass(pool_images):
     from activeseg.model import build_unet
     from activeseg.params import TrainParams
     from activeseg.runtime import seed_everything
+    from activeseg.training import build_loss
 
     seed_everything(0)
     params = TrainParams(architecture="unet_plain", plain_filters=4, dropout=0.0, dropout_placement="encoder")
@@ -334,6 +335,7 @@ def test_mc_network_sampling_runs_the_whole_network_per_pass(pool_images):
     one_pass = list(mc_samples(still, pool_images, passes=1, batch_size=8))[0][2]
     np.testing.assert_allclose(embeddings, one_pass, rtol=1e-4, atol=1e-5)
     noisy = build_unet(dataclasses.replace(params, dropout=0.5), 32, 3)
+    noisy.compile(loss=build_loss("bce+dice"))       # as the simulation's model is: cloning it must still work
     scored = score_pool(noisy, pool_images, "mc_dropout", 8, "mean", 2, 0, sampling="mc_network")
     assert scored.scores.shape == (5,) and (scored.scores > 1e-4).all()
 
