@@ -29,15 +29,7 @@ from activeseg.predict import probability_map  # noqa: E402
 from activeseg.preprocess import Transform  # noqa: E402
 from activeseg.runtime import seed_everything  # noqa: E402
 from activeseg.tiling import TileGrid  # noqa: E402
-
-
-def best_of(repeats: int, function) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
+from scoring_cost import best_of  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 
 def model_only(model, transform: Transform, image: np.ndarray, overlap: int, batch_size: int):

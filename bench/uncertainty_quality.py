@@ -42,8 +42,9 @@ from activeseg.acquisition import (SCORE_MAXIMUM, image_errors, mc_samples, pixe
 from activeseg.evaluation import predict_probabilities  # noqa: E402
 from activeseg.outputs import write_json  # noqa: E402
 from activeseg.params import REDUCTIONS, SAMPLINGS, parse_params  # noqa: E402
-from activeseg.preprocess import SplitArrays, Transform  # noqa: E402
+from activeseg.preprocess import Transform  # noqa: E402
 from activeseg.simulation import SimulationData, Trainer, dice_on_test  # noqa: E402
+from label_efficiency import arrays  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 STRATEGIES = [strategy for strategy in SCORE_MAXIMUM if strategy != "random"]
@@ -73,14 +74,6 @@ def soybean_groups(size: int) -> dict:
         groups[path.stem] = [(f"{path.stem}_{row}_{col}", image[row:row + size, col:col + size],
                               mask[row:row + size, col:col + size]) for row in (0, size) for col in (0, size)]
     return groups
-
-
-def arrays(transform: Transform, items) -> SplitArrays:
-    items = list(items)
-    return SplitArrays(np.array([image_id for image_id, _, _ in items]),
-                       np.stack([transform.resize_image(image) for _, image, _ in items]),
-                       np.stack([transform.resize_mask(mask) for _, _, mask in items]),
-                       np.ones(len(items), bool))
 
 
 def split(groups: dict, test: int, val: int, initial: int, pool: int, seed: int):
