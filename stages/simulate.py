@@ -71,9 +71,12 @@ def main() -> None:
             write_figures(staging, runs, summary, sim.strategies)
         write_json(args.metrics, summary)
         if mlflow:
-            mlflow.log_metrics({f"simulation_{strategy}_{key}": value
+            # MLflow metrics are numbers: the ratio's 90% interval is logged as its two ends
+            mlflow.log_metrics({f"simulation_{strategy}_{key}{suffix}": number
                                 for strategy, values in summary["strategies"].items()
-                                for key, value in values.items() if value is not None})
+                                for key, value in values.items() if value is not None
+                                for suffix, number in (zip(("_low", "_high"), value) if isinstance(value, list)
+                                                       else [("", value)])})
             mlflow.log_artifacts(args.out, artifact_path="simulation")
             mlflow.log_artifacts(args.figures, artifact_path="simulation")
     for strategy, values in summary["strategies"].items():

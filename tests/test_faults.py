@@ -242,7 +242,7 @@ def test_query_and_evaluate_check_the_server_before_any_work(tmp_path, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_uri())
     # the stage's inputs are missing: only a check made before reading them can stop it first
     outputs = {"query": ["--ingested", "ingested", "--out", "query", "--metrics", "query.json"],
-               "evaluate": ["--metrics", "evaluate.json", "--per-image", "per_image.csv", "--curve", "curve.csv",
+               "evaluate": ["--ingested", "ingested", "--metrics", "evaluate.json", "--per-image", "per_image.csv", "--curve", "curve.csv",
                             "--overlays", "overlays"]}[stage]
     monkeypatch.setattr(sys, "argv", [stage, "--prepared", "prepared", "--model", "model.keras",
                                       "--run-record", "mlflow_run.json", *outputs])

@@ -44,7 +44,12 @@ def test_queued_experiments_each_land_as_their_own_mlflow_run(finished_project, 
     variants = {"lr-a": "0.003", "lr-b": "0.004"}  # both differ from the baseline: each retrains
     for name, rate in variants.items():
         run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.learning_rate={rate}"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
+    # not through run(): the workers DVC starts in the background inherit the command's output, and a
+    # pipe held by an idle worker would keep run() waiting until its timeout
+    with open(tmp_path / "queue-start.log", "w") as log:
+        started = subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=project_env(project),
+                                 stdout=log, stderr=subprocess.STDOUT, timeout=120)
+    assert started.returncode == 0, (tmp_path / "queue-start.log").read_text()
     try:
         deadline = time.monotonic() + 900
         while True:
@@ -199,11 +204,13 @@ def start_train_stage(inputs: Path, workdir: Path, distribute: str, tf_config: d
     params = tiny_params_dict(epochs=3, train__distribute=distribute, train__architecture="unet_plain",
                               train__plain_filters=8, train__steps_per_epoch=10, train__learning_rate=0.003)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the tiny params set every plannable key, so the plan decides nothing
+    (inputs / "plan.json").write_text(json.dumps({"fingerprint": {}, "params": {}, "warnings": []}))
     env = project_env(REPO_ROOT)
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
-    command = [sys.executable, str(REPO_ROOT / "stages" / "train.py"), "--params", "params.yaml",
+    command = [sys.executable, str(REPO_ROOT / "stages" / "train.py"), "--params", "params.yaml", "--plan", str(inputs / "plan.json"),
                "--prepared", str(inputs / "prepared"), "--augmented", str(inputs / "augmented" / "train.npz"),
                "--manifest", str(inputs / "manifest.csv"), "--model", "models/model.keras",
                "--history", "metrics/train_history.csv", "--metrics", "metrics/train.json",

@@ -156,7 +156,8 @@ def test_cascade_switch_trains_both_stages(tmp_path, capsys):
 
 @pytest.mark.parametrize("overrides, key", [
     ({"train": {"crop_size": 24, "architecture": "unet_plain"}}, "train.crop_size"),
-    ({"train": {"cascade": True, "cascade_factor": 4}}, "preprocess.size"),  # 64 is not a multiple of 128
+    ({"preprocess": {"size": 64}, "train": {"architecture": "sm_unet", "cascade": True, "cascade_factor": 4}},
+     "preprocess.size"),  # 64 is not a multiple of 128
     ({"train": {"architecture": "deeplab"}}, "train.architecture"),
     ({"train": {"batchnorm_momentum": 1.0}}, "train.batchnorm_momentum"),
 ])
