@@ -105,6 +105,14 @@ def agreement_table(model, pool_images: np.ndarray, errors: np.ndarray, passes: 
     return table
 
 
+def with_reduction_options(options: dict) -> dict:
+    """``options`` plus one ``<strategy>/<sampling>/<reduction>`` entry per reduction: the reduction
+    is a query param like the other two, so each combination is an option a user can pick."""
+    flat = {f"{option}/{reduction}": values for option, summary in options.items()
+            for reduction, values in summary["by_reduction"].items()}
+    return {**options, **flat}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=["isbi", "soybean"])
@@ -164,7 +172,7 @@ def main() -> None:
     ranked = sorted(((values["spearman"], f"{option}/{reduction}") for option in options
                      for reduction, values in options[option]["by_reduction"].items()
                      if values["spearman"] is not None), reverse=True)
-    result = {"options": options, "seeds": args.seeds,
+    result = {"options": with_reduction_options(options), "seeds": args.seeds,
               "best": {"option": ranked[0][1], "spearman": ranked[0][0]} if ranked else None,
               "test_dice_per_seed": [round(dice, 4) for dice in test_dice], "tile": size,
               "arguments": vars(args), "seconds": round(time.time() - started), "date": time.strftime("%Y-%m-%d")}
