@@ -245,9 +245,13 @@ class PoolScores:
 
 
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
-               batch_size: int, seed: int, sampling: str = "head_dropout") -> PoolScores:
+               batch_size: int, seed: int, sampling: str = "head_dropout",
+               padding: Optional[np.ndarray] = None) -> PoolScores:
     """Score ``(N, S, S, C)`` normalised images; memory is two float32 ``(N, S, S)`` maps.
     ``sampling``: ``head_dropout``, ``tta`` or ``mc_network`` (see :func:`mc_samples`).
+    ``padding`` (``(N, S, S[, 1])``, 1 on a tile's reflection padding): those pixels score 0, so
+    a tile's score is its real pixels' doubt per tile area and an edge tile that is mostly
+    mirrored padding, little to annotate, ranks by the little it holds.
 
     ``random`` runs the model once without dropout (for the maps and polygons only) and draws the
     image scores from ``seed``."""
@@ -259,6 +263,8 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     for start, samples, batch_embeddings in mc_samples(model, images, 1 if plain else passes, batch_size,
                                                        sampling="head_dropout" if plain else sampling):
         scores = pixel_scores(strategy, samples)
+        if padding is not None:
+            scores = scores * (1 - padding[start:start + len(scores)].reshape(scores.shape))
         mean = samples.mean(axis=0)
         image_scores[start:start + len(scores)] = reduce_scores(scores, mean, reduction)
         maps[start:start + len(scores)] = scores
@@ -271,14 +277,21 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     return PoolScores(image_scores, maps, probabilities, embeddings)
 
 
-def rank(ids: np.ndarray, scores: np.ndarray, strategy: str):
+def rank(ids: np.ndarray, scores: np.ndarray, strategy: str, tiles: bool = False):
     """A ranking table (id, score, rank, strategy), most informative first; ties broken by id so
-    the order is stable."""
+    the order is stable. ``tiles``: the ids are tile ids, and the source image and the tile's
+    position (y, x at ``preprocess.scale``) follow the id."""
     import pandas as pd
+
+    from activeseg.tiling import parse_tile_id
 
     table = pd.DataFrame({"id": np.asarray(ids).astype(str), "score": scores, "strategy": strategy})
     table = table.sort_values(["score", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     table.insert(2, "rank", np.arange(1, len(table) + 1))
+    if tiles:
+        places = [parse_tile_id(tile) for tile in table["id"]]
+        for column, (name, values) in enumerate(zip(("source", "y", "x"), zip(*places) if places else ([],) * 3)):
+            table.insert(1 + column, name, pd.Series(values, dtype=int if name != "source" else object))
     return table
 
 

@@ -14,6 +14,11 @@ Layout of an export (the query stage's ``data/query``)::
 ``export/`` holds exactly what goes back into ``data/raw`` once corrected in Labelme, so the
 annotator corrects polygons instead of drawing from nothing. The ``activeseg_queried`` flag tells
 the split that the image was chosen by active learning: it joins train, never val or test.
+
+With tiles (``preprocess.tile_size``) the ids are tile ids, ``<image id>@y<Y>_x<X>``: the PNG is
+that tile of the image resampled by ``preprocess.scale``, without its reflection padding, and the
+JSON (of that size) also records the tile's place under ``activeseg_tile``, which ingest reads
+to label that tile of that image (:mod:`activeseg.tile_labels`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from activeseg import imageio
 from activeseg.acquisition import SCORE_MAXIMUM, PoolScores
 from activeseg.progress import progress
 from activeseg.rescue import EXPORT_RECORD, shapes_digest
+from activeseg.tile_labels import TILE_KEY, TilePlacement
+from activeseg.tiling import parse_tile_id, rescale
 
 LABELME_VERSION = "5.5.0"
 QUERIED_FLAG = "activeseg_queried"
@@ -66,10 +73,24 @@ def uncertainty_picture(score_map: np.ndarray, strategy: str, height: int, width
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _tile_for_annotation(ingested_dir: Path, tile: str, probability: np.ndarray, score_map: np.ndarray,
+                         tile_size: int, scale: float):
+    """The tile's pixels (of the image resampled by ``scale``, padding cropped off), its
+    probability and score maps cropped alike, and its :class:`TilePlacement`."""
+    image_id, y, x = parse_tile_id(tile)
+    image = imageio.read_image(ingested_dir / "images" / f"{image_id}.png")
+    where = TilePlacement(image_id, y, x, scale, tile_size)
+    rows, columns = where.extent(*image.shape[:2])
+    pixels = rescale(image, scale)[y:y + rows, x:x + columns]
+    return np.ascontiguousarray(pixels), probability[:rows, :columns], score_map[:rows, :columns], where
+
+
 def export_for_annotation(out_dir: str | Path, chosen_ids: list[str], pool_ids: np.ndarray, scored: PoolScores,
-                          ingested_dir: str | Path, strategy: str, threshold: float, label: str) -> None:
+                          ingested_dir: str | Path, strategy: str, threshold: float, label: str,
+                          tile_size: int = 0, scale: float = 1.0) -> None:
     """Write ``export/`` and ``uncertainty/`` (see the module docstring) for ``chosen_ids`` under
-    ``out_dir``, which the caller stages atomically."""
+    ``out_dir``, which the caller stages atomically; ``tile_size`` > 0: the ids are tiles of that
+    side, cut from the images resampled by ``scale``."""
     out_dir = Path(out_dir)
     (out_dir / "export").mkdir(parents=True)
     (out_dir / "uncertainty").mkdir()
@@ -77,13 +98,20 @@ def export_for_annotation(out_dir: str | Path, chosen_ids: list[str], pool_ids: 
     digests = {}
     for image_id in progress(chosen_ids, "export for annotation"):
         index = index_of[image_id]
-        image = imageio.read_image(Path(ingested_dir) / "images" / f"{image_id}.png")
+        probability, score_map, where = scored.probabilities[index], scored.maps[index], None
+        if tile_size:
+            image, probability, score_map, where = _tile_for_annotation(Path(ingested_dir), image_id, probability,
+                                                                        score_map, tile_size, scale)
+        else:
+            image = imageio.read_image(Path(ingested_dir) / "images" / f"{image_id}.png")
         height, width = image.shape[:2]
         imageio.write_png(out_dir / "export" / f"{image_id}.png", image)
-        polygons = prediction_polygons(scored.probabilities[index], height, width, threshold)
+        polygons = prediction_polygons(probability, height, width, threshold)
         document = labelme_document(f"{image_id}.png", height, width, polygons, label)
+        if where is not None:
+            document[TILE_KEY] = where.record()
         (out_dir / "export" / f"{image_id}.json").write_text(json.dumps(document, indent=2) + "\n")
         digests[image_id] = shapes_digest(document)
         imageio.write_png(out_dir / "uncertainty" / f"{image_id}.png",
-                          uncertainty_picture(scored.maps[index], strategy, height, width))
+                          uncertainty_picture(score_map, strategy, height, width))
     (out_dir / EXPORT_RECORD).write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")

@@ -11,6 +11,9 @@ Readers (``ingest.formats``), all below ``ingest.raw_dir``:
 - ``labelme``: every ``*.json`` below raw_dir but in ``masks/`` (see :mod:`activeseg.labelme`). Its
   id is the JSON's stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated
   query exports come back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
+  A queried tile's file (``activeseg_tile``, see :mod:`activeseg.tile_labels`) labels that tile
+  of its source image, found by id among the images every reader found (or the built-in set);
+  the rest of that image is ignored, and several tiles of one image give it one label.
 
 Masks that are not strictly 0/255 are binarised by ``ingest.mask_rule`` (on the stored values, so
 16-bit label images work; a colour mask is foreground where the rule holds on any channel, so a
@@ -49,7 +52,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from activeseg import imageio, labelme, predefined, synthetic
+from activeseg import imageio, labelme, predefined, synthetic, tile_labels
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_csv
 from activeseg.params import IngestParams
@@ -82,6 +85,7 @@ class Example:
     queried: bool = False
     mask_source: Optional[str] = None  # the mask's own file, where it has one (named in errors)
     predefined_split: str = ""  # the data set's own split (split.predefined), '' outside it
+    tile_files: tuple = ()  # Labelme files of annotated tiles of this image (activeseg.tile_labels)
 
 
 class Warnings:
@@ -281,12 +285,65 @@ class _LabelmeExample:
         return self._rasterize()[1]
 
 
+class _TileLabelsExample(_LabelmeExample):
+    """An image labeled by the Labelme files of some of its tiles (:func:`tile_labels.source_labels`)."""
+
+    def __init__(self, files: tuple, params: IngestParams, warnings: Warnings,
+                 load_image: Callable[[], np.ndarray]) -> None:
+        super().__init__(files[0], params, warnings, load_image=load_image)
+        self.files = files
+
+    def _rasterize(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._masks is None:
+            height, width = self.image().shape[:2]
+            settings = self.params.labelme
+            self._masks = tile_labels.source_labels(self.files, height, width, settings.foreground_labels or None,
+                                                    settings.line_width, settings.point_size)
+        return self._masks
+
+
+def with_tile_labels(base: Example, files: tuple, params: IngestParams, warnings: Warnings) -> Example:
+    """``base`` (its image) labeled by the annotated tiles ``files``; queried, so it joins train."""
+    reader = _TileLabelsExample(files, params, warnings, base.load_image)
+    return Example(base.image_id, base.source, reader.image, reader.mask, reader.ignore, queried=True,
+                   mask_source=_relative(files[0].path, Path(params.raw_dir)),
+                   predefined_split=base.predefined_split, tile_files=files)
+
+
+def _missing_source(path: Path, image_id: str, raw_dir: Path) -> Callable[[], np.ndarray]:
+    def fail() -> np.ndarray:
+        raise ActivesegError(f"{path}: annotates a tile of image '{image_id}', which is not in {raw_dir}; put that "
+                             "image back (as it was when the tile was exported) or remove the file")
+    return fail
+
+
+def _apply_tile_labels(examples: list[Example], tiles: dict[str, list], params: IngestParams,
+                       warnings: Warnings, raw_dir: Path) -> list[Example]:
+    """Each image with annotated tiles labeled by them; a tile whose image no reader found becomes an
+    unlabeled stand-in (the built-in set may hold its image, else ingest stops on it)."""
+    by_id = {example.image_id: index for index, example in enumerate(examples)}
+    examples = list(examples)
+    for image_id, files in tiles.items():
+        files = tuple(files)
+        if image_id not in by_id:
+            examples.append(Example(image_id, _relative(files[0].path, raw_dir),
+                                    _missing_source(files[0].path, image_id, raw_dir), queried=True, tile_files=files))
+            continue
+        base = examples[by_id[image_id]]
+        if base.load_mask is not None:
+            raise ActivesegError(f"{files[0].path}: annotates a tile of image '{image_id}', which already has a label "
+                                 f"({base.mask_source or base.source}); keep one of them")
+        examples[by_id[image_id]] = with_tile_labels(base, files, params, warnings)
+    return examples
+
+
 def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
-                  warnings: Warnings, used_images: set[Path], masks_dirs: Optional[set[Path]] = None
-                  ) -> list[Example]:
+                  warnings: Warnings, used_images: set[Path], masks_dirs: Optional[set[Path]] = None,
+                  tiles: Optional[dict[str, list]] = None) -> list[Example]:
     """Every ``*.json`` below raw_dir (but in ``masks_dirs`` or hidden folders: those are reported as
     unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
-    replaces the unlabeled one in ``folder_examples``)."""
+    replaces the unlabeled one in ``folder_examples``). Annotated tiles' files are no examples:
+    they go to ``tiles``, by source image id."""
     masks_dirs = masks_dirs if masks_dirs is not None else {raw_dir / "masks"}
     found: dict[str, Path] = {}
     for path in sorted(raw_dir.rglob("*.json")):
@@ -301,6 +358,12 @@ def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str
     examples = []
     for image_id, path in found.items():
         label_file = labelme.load(path, root=raw_dir)
+        where = tile_labels.placement(label_file)
+        if where is not None:
+            if tiles is not None:
+                tiles.setdefault(where.image_id, []).append(label_file)
+            used_images.update(file.resolve() for file in (path, label_file.image_path) if file is not None)
+            continue
         own = folder_examples.get(image_id)
         if own is not None and own.load_mask is not None:
             raise ActivesegError(f"{path}: image '{image_id}' has both a mask in masks/ and this Labelme file; "
@@ -352,8 +415,9 @@ def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Opt
     if "tiff_stacks" in params.formats:
         for example in tiff_stacks(raw_dir, params.tiff_stacks):
             add(example)
+    tiles: dict[str, list] = {}
     json_examples = (labelme_files(raw_dir, params, folder_examples, warnings, used,
-                                   masks_dirs={root / "masks" for root in roots})
+                                   masks_dirs={root / "masks" for root in roots}, tiles=tiles)
                      if "labelme" in params.formats else [])
     labelled = {example.image_id for example in json_examples}  # a JSON replaces the image it labels
     examples = [example for example in examples
@@ -361,6 +425,7 @@ def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Opt
     seen = {example.image_id: example.source for example in examples}
     for example in json_examples:
         add(example)
+    examples = _apply_tile_labels(examples, tiles, params, warnings, raw_dir)
     used |= _consumed_paths(examples, raw_dir)
     if predefined_split and examples:
         used.add(_record_predefined_split(examples, folder_examples, raw_dir, predefined_split))
@@ -434,7 +499,10 @@ def synthetic_with_annotations(annotations: list[Example], params: IngestParams,
     examples = []
     for base in synthetic_examples(params, seed):
         annotation = by_id.get(base.image_id)
-        if annotation is not None:
+        if annotation is not None and annotation.tile_files:
+            base = dataclasses.replace(with_tile_labels(base, annotation.tile_files, params, warnings),
+                                       source=annotation.source)
+        elif annotation is not None:
             reader = _LabelmeExample(labelme.load(raw_dir / annotation.source, root=raw_dir), params, warnings,
                                      load_image=base.load_image)
             base = Example(base.image_id, annotation.source, reader.image, reader.mask, reader.ignore, queried=True)
@@ -476,6 +544,10 @@ def ingest(params: IngestParams, seed: int, out_dir: str | Path, predefined_spli
         print(f"ingest: {params.raw_dir} holds only {len(examples)} annotated queries of the built-in images; using "
               "the built-in synthetic data set with them labeled from their Labelme files")
         examples = synthetic_with_annotations(examples, params, seed, warnings)
+    else:
+        for example in examples:
+            if example.tile_files and example.load_mask is None:
+                example.load_image()  # an annotated tile of an image that is not there: its one-line error
     rows, binarized = [], []
     with atomic_path(out_dir, directory=True) as staging:
         for folder in ("images", "masks", "ignore"):

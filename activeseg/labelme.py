@@ -41,6 +41,7 @@ IGNORE_LABEL = "__ignore__"
 # Image-level Labelme flag set on the JSON files the active-learning query exports: an image
 # that comes back labeled with this flag was chosen by the model, so it always joins train.
 QUERIED_FLAG = "activeseg_queried"
+LABELME_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
 SHAPE_TYPES = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "oriented_rectangle", "mask")
 LINE_WIDTH = 10  # Labelme's shape_to_mask defaults
 POINT_SIZE = 5
@@ -67,6 +68,9 @@ class LabelmeFile:
     image_data: Optional[bytes]
     image_height: Optional[int]
     image_width: Optional[int]
+    # top-level keys that are not Labelme's own (Labelme keeps them on save as its ``otherData``):
+    # where the query export records which tile of which image a file annotates
+    other: dict = dataclasses.field(default_factory=dict)
 
     @property
     def queried(self) -> bool:
@@ -189,7 +193,8 @@ def parse(data: Any, path: str | os.PathLike, root: Optional[str | os.PathLike] 
         sizes[key] = value
     shapes = tuple(_parse_shape(path, index, raw) for index, raw in enumerate(data["shapes"]))
     return LabelmeFile(path=path, shapes=shapes, flags=flags, image_path=image_path, image_data=image_data,
-                       image_height=sizes["imageHeight"], image_width=sizes["imageWidth"])
+                       image_height=sizes["imageHeight"], image_width=sizes["imageWidth"],
+                       other={key: value for key, value in data.items() if key not in LABELME_KEYS})
 
 
 def load(path: str | os.PathLike, root: Optional[str | os.PathLike] = None) -> LabelmeFile:

@@ -26,9 +26,9 @@ from activeseg.params import PreprocessParams
 from activeseg.progress import progress
 from activeseg.tiling import TileGrid, rescale, tile_id
 
-# With tiles the model trains and validates on tiles; evaluate reads the test images at their
-# original size, and the pool stays resized until query ranks tiles.
-TILED_SPLITS = ("train", "val")
+# With tiles the model trains and validates on tiles and the query ranks tiles; evaluate reads
+# the test images at their original size.
+TILED_SPLITS = ("train", "val", "pool")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,37 +176,72 @@ def read_canonical(ingested_dir: str | Path, image_id: str, has_mask: bool):
             imageio.read_image(ignore_png) if ignore_png.is_file() else None)
 
 
+def _tiles_and_padding(transform: Transform, image_id: str, image: np.ndarray, mask: np.ndarray | None,
+                       ignore: np.ndarray | None) -> tuple[SplitArrays, np.ndarray]:
+    """:func:`cut_tiles`, and the tiles' ``(N, T, T, 1)`` reflection padding (1 = padding)."""
+    image = rescale(transform.to_channels(transform.scale_intensity(image)), transform.scale)
+    binary = [None if m is None else rescale((m > 127).astype(np.uint8), transform.scale, cv2.INTER_NEAREST)
+              for m in (mask, ignore)]
+    grid = TileGrid(image.shape[0], image.shape[1], transform.tile_size, transform.tile_overlap)
+    ids, images, masks, ignores, paddings = [], [], [], [], []
+    for (y, x), tile, valid in grid.tiles(image):
+        ids.append(tile_id(image_id, y, x))
+        images.append(tile)
+        paddings.append(1 - valid)
+        masks.append(np.zeros_like(valid) if binary[0] is None else grid.cut(binary[0], y, x)[0])
+        ignores.append((1 - valid) if binary[1] is None else np.maximum(grid.cut(binary[1], y, x)[0], 1 - valid))
+    return (SplitArrays(np.array(ids, str), np.stack(images), np.stack(masks)[..., None],
+                        np.full(len(ids), mask is not None), np.stack(ignores)[..., None]),
+            np.stack(paddings)[..., None])
+
+
 def cut_tiles(transform: Transform, image_id: str, image: np.ndarray, mask: np.ndarray | None,
               ignore: np.ndarray | None) -> SplitArrays:
     """A canonical image (and its 0/255 masks) at ``transform.scale`` as tiles: ids
     :func:`activeseg.tiling.tile_id`, 0/1 masks, and ``ignore`` set on the reflection padding too,
     so the padding counts in no loss or metric."""
-    image = rescale(transform.to_channels(transform.scale_intensity(image)), transform.scale)
-    binary = [None if m is None else rescale((m > 127).astype(np.uint8), transform.scale, cv2.INTER_NEAREST)
-              for m in (mask, ignore)]
-    grid = TileGrid(image.shape[0], image.shape[1], transform.tile_size, transform.tile_overlap)
-    ids, images, masks, ignores = [], [], [], []
-    for (y, x), tile, valid in grid.tiles(image):
-        ids.append(tile_id(image_id, y, x))
-        images.append(tile)
-        masks.append(np.zeros_like(valid) if binary[0] is None else grid.cut(binary[0], y, x)[0])
-        ignores.append((1 - valid) if binary[1] is None else np.maximum(grid.cut(binary[1], y, x)[0], 1 - valid))
-    return SplitArrays(np.array(ids, str), np.stack(images), np.stack(masks)[..., None],
-                       np.full(len(ids), mask is not None), np.stack(ignores)[..., None])
+    return _tiles_and_padding(transform, image_id, image, mask, ignore)[0]
+
+
+def _unlabeled_tiles_to_pool(tiles: SplitArrays, padding: np.ndarray) -> tuple[SplitArrays, SplitArrays]:
+    """``(labeled, unlabeled)``: the tiles with at least one labeled pixel, and the entirely ignored
+    ones as pool tiles (no mask, only their padding ignored). An image annotated tile by tile
+    (:mod:`activeseg.tile_labels`) is ignored outside its annotated tiles: its other tiles carry no
+    label and wait in the pool for their turn."""
+    unlabeled = tiles.ignore.reshape(len(tiles), -1).all(axis=1)
+    kept = ~unlabeled
+    return (SplitArrays(tiles.ids[kept], tiles.images[kept], tiles.masks[kept], tiles.has_mask[kept], tiles.ignore[kept]),
+            SplitArrays(tiles.ids[unlabeled], tiles.images[unlabeled], np.zeros_like(tiles.masks[unlabeled]),
+                        np.zeros(int(unlabeled.sum()), bool), padding[unlabeled]))
+
+
+def _concatenate(parts: list[SplitArrays], transform: Transform) -> SplitArrays:
+    if not parts:
+        shape = (0, transform.tile_size, transform.tile_size)
+        return SplitArrays(np.array([], str), np.zeros(shape + (transform.channels,), np.uint8),
+                           np.zeros(shape + (1,), np.uint8), np.array([], bool))
+    return SplitArrays(*(np.concatenate([getattr(part, name) for part in parts])
+                         for name in ("ids", "images", "masks", "has_mask", "ignore")))
+
+
+def _tiled_split(ingested_dir: Path, rows: pd.DataFrame, transform: Transform, split: str
+                 ) -> tuple[SplitArrays, list[SplitArrays]]:
+    """One split cut into tiles, and (train) the tiles of queried images that carry no label, for the pool."""
+    queried = rows["queried"].astype(bool) if "queried" in rows else pd.Series(False, index=rows.index)
+    parts, unlabeled = [], []
+    entries = list(zip(rows["id"], rows["has_mask"], queried))
+    for image_id, has_mask, was_queried in progress(entries, f"preprocess {split} (tiles)"):
+        tiles, padding = _tiles_and_padding(transform, image_id, *read_canonical(ingested_dir, image_id, has_mask))
+        if split == "train" and was_queried:
+            tiles, returned = _unlabeled_tiles_to_pool(tiles, padding)
+            unlabeled.append(returned)
+        parts.append(tiles)
+    return _concatenate(parts, transform), unlabeled
 
 
 def _split_arrays(ingested_dir: Path, rows: pd.DataFrame, transform: Transform, split: str) -> SplitArrays:
-    """One split's images at ``transform.size``, or (train and val with tiles) cut into tiles."""
+    """One split's images at ``transform.size``."""
     entries = list(zip(rows["id"], rows["has_mask"]))
-    if transform.tile_size and split in TILED_SPLITS:
-        parts = [cut_tiles(transform, image_id, *read_canonical(ingested_dir, image_id, has_mask))
-                 for image_id, has_mask in progress(entries, f"preprocess {split} (tiles)")]
-        if not parts:
-            shape = (0, transform.tile_size, transform.tile_size)
-            return SplitArrays(np.array([], str), np.zeros(shape + (transform.channels,), np.uint8),
-                               np.zeros(shape + (1,), np.uint8), np.array([], bool))
-        return SplitArrays(*(np.concatenate([getattr(part, name) for part in parts])
-                             for name in ("ids", "images", "masks", "has_mask", "ignore")))
     size, channels = transform.size, transform.channels
     images = np.zeros((len(rows), size, size, channels), np.uint8)
     masks = np.zeros((len(rows), size, size, 1), np.uint8)
@@ -224,12 +259,21 @@ def _split_arrays(ingested_dir: Path, rows: pd.DataFrame, transform: Transform, 
 def preprocess(ingested_dir: str | Path, split_frame: pd.DataFrame, params: PreprocessParams,
                out_dir: str | Path) -> Transform:
     """Scale and resize (or tile) every split, compute normalisation statistics on train, write
-    arrays and stats."""
+    arrays and stats. With tiles, the tiles of a queried training image that carry no label (an
+    image annotated tile by tile) join the pool."""
     unfitted = Transform(  # everything but the training statistics, which need the arrays it makes
         params.size, params.channels, params.normalization, (0.0,), (1.0,), params.intensity,
         tuple(params.percentiles), params.tile_size, params.tile_overlap, params.scale)
-    arrays = {split: _split_arrays(Path(ingested_dir), split_frame[split_frame["split"] == split], unfitted, split)
-              for split in ("train", "val", "test", "pool")}
+    arrays, unlabeled_tiles = {}, []
+    for split in ("train", "val", "test", "pool"):
+        rows = split_frame[split_frame["split"] == split]
+        if params.tile_size and split in TILED_SPLITS:
+            arrays[split], unlabeled = _tiled_split(Path(ingested_dir), rows, unfitted, split)
+            unlabeled_tiles += unlabeled
+        else:
+            arrays[split] = _split_arrays(Path(ingested_dir), rows, unfitted, split)
+    if unlabeled_tiles:
+        arrays["pool"] = _concatenate([arrays["pool"], *unlabeled_tiles], unfitted)
     train_pixels = arrays["train"].images.reshape(-1, params.channels).astype(np.float64) / 255.0
     transform = dataclasses.replace(
         unfitted, mean=tuple(round(float(v), 6) for v in train_pixels.mean(axis=0)),

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterator
+import re
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -37,6 +38,15 @@ def tile_id(image_id: str, y: int, x: int) -> str:
 def tile_source(tile: str) -> str:
     """The id of the image a :func:`tile_id` was cut from."""
     return tile.rsplit("@", 1)[0]
+
+
+_TILE_ID = re.compile(r"(?P<image>.+)@y(?P<y>\d+)_x(?P<x>\d+)")
+
+
+def parse_tile_id(tile: str) -> Optional[tuple[str, int, int]]:
+    """``(image id, y, x)`` of a :func:`tile_id`, or None for an id that names no tile."""
+    match = _TILE_ID.fullmatch(tile)
+    return (match["image"], int(match["y"]), int(match["x"])) if match else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +176,26 @@ def sliding_window(image: np.ndarray, tile_size: int, overlap: int,
     return stitcher.result()
 
 
+def scaled_shape(height: int, width: int, scale: float) -> tuple[int, int]:
+    """The ``(height, width)`` that :func:`rescale` gives an image of this size."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def source_indices(length: int, scaled_length: int) -> np.ndarray:
+    """For each of the ``scaled_length`` pixels along one axis of a nearest-neighbour
+    :func:`rescale`, the index of the original pixel it takes (OpenCV's own rounding, asked of
+    OpenCV, so that a mask mapped back by it survives preprocess's rescale exactly)."""
+    positions = np.arange(length, dtype=np.float32).reshape(length, 1)
+    return cv2.resize(positions, (1, scaled_length), interpolation=cv2.INTER_NEAREST)[:, 0].astype(np.int64)
+
+
 def rescale(image: np.ndarray, scale: float, interpolation: int | None = None) -> np.ndarray:
     """``image`` resampled by ``scale`` (area averaging when shrinking, bilinear when enlarging);
     scale 1 returns it as it is."""
     if scale == 1.0:
         return image
     height, width = image.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = scaled_shape(height, width, scale)[::-1]
     if interpolation is None:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.resize(image, size, interpolation=interpolation).reshape(size[::-1] + image.shape[2:])

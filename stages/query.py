@@ -1,4 +1,5 @@
-"""DVC stage query: score the unlabeled pool, rank it, export the K images picked for annotation."""
+"""DVC stage query: score the unlabeled pool (images, or with preprocess.tile_size tiles), rank it,
+export the K picked for annotation."""
 
 import argparse
 from pathlib import Path
@@ -34,20 +35,22 @@ def main() -> None:
 
         seed_everything(params.seed)
         scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
-                            query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling)
+                            query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling,
+                            padding=pool.ignore if transform.tile_size else None)
     else:
         scored = PoolScores.empty(pool.images.shape[1:3])
-    ranking = rank(pool.ids, scored.scores, query.strategy)
+    ranking = rank(pool.ids, scored.scores, query.strategy, tiles=bool(transform.tile_size))
     chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
     with atomic_path(args.out, directory=True) as staging:
         write_csv(staging / "ranking.csv", ranking)
         export_for_annotation(staging, chosen, pool.ids, scored, args.ingested, query.strategy,
-                              params.evaluate.threshold, query.label)
+                              params.evaluate.threshold, query.label, transform.tile_size, transform.scale)
     summary = {"pool_size": int(len(ranking)), "exported": len(chosen), "strategy": query.strategy,
                "top_score": float(ranking["score"].max()) if len(ranking) else 0.0,
                "mean_score": float(ranking["score"].mean()) if len(ranking) else 0.0}
     write_json(args.metrics, summary)
-    print(f"query: ranked {len(ranking)} pool images by {query.strategy}; exported {len(chosen)} with "
+    what = "tiles" if transform.tile_size else "images"
+    print(f"query: ranked {len(ranking)} pool {what} by {query.strategy}; exported {len(chosen)} with "
           f"pre-filled Labelme JSON to {Path(args.out) / 'export'} for annotation")
     with resume_run(run_id) as mlflow:
         if mlflow:

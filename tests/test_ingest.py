@@ -332,6 +332,23 @@ def test_annotated_queries_of_built_in_images_keep_the_synthetic_set_as_the_base
     assert ingest(params, 0, tmp_path / "out").index.size == 1
 
 
+def test_an_annotated_tile_of_a_built_in_image_labels_that_tile_and_keeps_the_synthetic_set(tmp_path, monkeypatch):
+    """The round trip with tiles on the demo data: data/raw holds only a corrected tile export."""
+    from activeseg.params import SyntheticParams
+
+    monkeypatch.chdir(tmp_path)
+    params = IngestParams(synthetic=SyntheticParams(count=6, size=64))
+    tile_json(tmp_path / "data" / "raw", "synthetic_0003@y32_x0", y=32)
+    manifest = ingest(params, 0, tmp_path / "out").set_index("id")
+    assert len(manifest) == 6 and manifest["queried"].sum() == 1 and bool(manifest.loc["synthetic_0003", "queried"])
+    assert manifest.loc["synthetic_0003", "source"] == "annotations/synthetic_0003@y32_x0.json"
+    expected = np.zeros((64, 64), np.uint8)
+    expected[32 + 2:32 + 5, 3:7] = 255
+    assert np.array_equal(read(tmp_path / "out" / "masks" / "synthetic_0003.png"), expected)
+    ignore = read(tmp_path / "out" / "ignore" / "synthetic_0003.png")
+    assert not ignore[32:, :32].any() and ignore.sum() == 255 * (64 * 64 - 32 * 32)
+
+
 def corrupt(raw):
     save(raw / "images" / "a.png", image())
     (raw / "images" / "b.png").write_bytes(b"not a png")
@@ -386,6 +403,32 @@ def mask_and_json(raw):
     labelme_json(raw / "images" / "a.json", [RECT], image_path="a.png")
 
 
+def tile_json(raw, name, y=0, x=0):
+    """An exported tile's Labelme file (see activeseg.tile_labels) in raw/annotations."""
+    path = labelme_json(raw / "annotations" / f"{name}.json", [RECT], image_path=f"{name}.png",
+                        flags={labelme.QUERIED_FLAG: True})
+    document = json.loads(path.read_text())
+    document["activeseg_tile"] = {"image": name.split("@")[0], "y": y, "x": x, "scale": 1.0, "tile_size": 32}
+    document["imageHeight"] = document["imageWidth"] = None   # unchecked: the tile's PNG is not there
+    path.write_text(json.dumps(document))
+
+
+def tile_outside_its_image(raw):
+    save(raw / "images" / "a.png", image())
+    tile_json(raw, "a@y32_x0", y=32)
+
+
+def tile_of_a_missing_image(raw):
+    save(raw / "images" / "a.png", image())
+    tile_json(raw, "z@y0_x0")
+
+
+def tile_of_a_labeled_image(raw):
+    save(raw / "images" / "a.png", image())
+    save(raw / "masks" / "a.png", square_mask())
+    tile_json(raw, "a@y0_x0")
+
+
 def stack_page_mismatch(raw):
     raw.mkdir(parents=True)
     assert cv2.imwritemulti(str(raw / "vol.tif"), [image(), image()])
@@ -419,6 +462,9 @@ def nothing_readable(raw):
     (escaping_image_path, "a.json", "escapes the data folder"),
     (absolute_image_path, "a.json", "is absolute"),
     (mask_and_json, "a.json", "both a mask in masks/ and this Labelme file"),
+    (tile_outside_its_image, "annotations/a@y32_x0.json", "the tile at y=32, x=0 lies outside its image 'a'"),
+    (tile_of_a_missing_image, "annotations/z@y0_x0.json", "annotates a tile of image 'z', which is not in"),
+    (tile_of_a_labeled_image, "annotations/a@y0_x0.json", "image 'a', which already has a label"),
     (stack_page_mismatch, "lab.tif", "has 1 pages but vol.tif has 2"),
     (stack_in_images_folder, "images/vol.tif", "multi-page TIFF stack"),
     (corrupt_stack, "vol.tif", "cannot be read as a TIFF stack"),

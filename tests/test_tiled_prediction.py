@@ -1,4 +1,4 @@
-"""Tiles end to end in the library: preprocess cuts train / val into tiles, and `activeseg predict`
+"""Tiles end to end in the library: preprocess cuts train / val / pool into tiles, and `activeseg predict`
 (and evaluate, through the same function) slides a window over the whole original image, with a
 4000 x 4000 prediction inside a stated memory bound."""
 
@@ -114,8 +114,11 @@ def test_preprocess_cuts_train_and_val_into_tiles_and_marks_their_padding(tmp_pa
     assert not train.ignore[last, :26, :22].any()
     assert train.ignore[last, 26:].all() and train.ignore[last, :, 22:].all()
     assert len(load_split_arrays(tmp_path / "prepared", "val")) == len(grid)
-    for whole in ("test", "pool"):  # evaluate reads the test originals; query ranks whole images still
-        assert load_split_arrays(tmp_path / "prepared", whole).images.shape == (1, 32, 32, 3)
+    pool = load_split_arrays(tmp_path / "prepared", "pool")   # the query ranks tiles
+    assert list(pool.ids) == [f"d@y{y}_x{x}" for y, x in grid.positions] and not pool.has_mask.any()
+    np.testing.assert_array_equal(pool.ignore[last], train.ignore[last])   # the padding alone
+    # evaluate reads the test originals
+    assert load_split_arrays(tmp_path / "prepared", "test").images.shape == (1, 32, 32, 3)
     assert json.loads((tmp_path / "prepared" / "stats.json").read_text())["tile_size"] == 32
 
 
