@@ -292,6 +292,19 @@ def test_score_pool_keeps_each_image_embedding_on_its_own_row_across_batches(tin
     np.testing.assert_allclose(batched.embeddings, one_by_one, rtol=1e-4, atol=1e-5)
 
 
+def test_a_tiles_padding_scores_nothing(tiny_model, pool_images):
+    """Pool tiles: the reflection padding is no pixel to annotate, so it adds nothing to the score."""
+    from activeseg.acquisition import score_pool
+
+    padding = np.zeros((5, 32, 32, 1), np.uint8)
+    padding[1, :, 8:] = 1                               # tile 1 holds 8 real columns
+    whole = score_pool(tiny_model, pool_images, "entropy", 2, "mean", 2, 0, sampling="tta")   # no dropout draws
+    padded = score_pool(tiny_model, pool_images, "entropy", 2, "mean", 2, 0, sampling="tta", padding=padding)
+    np.testing.assert_allclose(padded.scores[[0, 2, 3, 4]], whole.scores[[0, 2, 3, 4]], rtol=1e-5)
+    np.testing.assert_allclose(padded.scores[1], whole.maps[1, :, :8].sum() / 32 ** 2, rtol=1e-5)
+    assert not padded.maps[1, :, 8:].any()
+
+
 def test_random_scores_follow_the_seed(tiny_model, pool_images):
     from activeseg.acquisition import score_pool
 

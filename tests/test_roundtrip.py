@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -148,3 +149,73 @@ def test_edited_export_survives_repro(finished_project, tmp_path):
     assert not {edited, resaved} & {path.stem for path in export.glob("*.json")}, "the next batch is exported"
     status = json.loads(run(["dvc", "status", "--json"], project).stdout)
     assert status == {"collect_annotations": ["always changed"]}, status
+
+
+@pytest.mark.slow
+def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(tmp_path):
+    """The README round trip with `preprocess.tile_size`: the query ranks the pool's tiles and
+    exports tiles; one is corrected in Labelme and copied to data/raw as the README says; after
+    `dvc repro` exactly that tile, with exactly the edited polygons, is in train, its image is
+    ignored elsewhere and that image's other tiles are still in the pool."""
+    from activeseg import labelme
+    from activeseg.preprocess import load_split_arrays
+    from activeseg.tile_labels import TILE_KEY
+
+    labeled, unlabeled, side, tile = 10, 3, 64, 32
+    project = make_project(tmp_path / "project", split__simulate=False, query__top_k=2,
+                           preprocess__tile_size=tile, split__val_count=2, split__test_count=2)
+    raw = project / "data" / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "masks").mkdir()
+    for index, (image_id, image, mask) in enumerate(synthetic.generate(labeled + unlabeled, side, 1, 3, seed=5)):
+        imageio.write_png(raw / "images" / f"{image_id}.png", image)
+        if index < labeled:
+            imageio.write_png(raw / "masks" / f"{image_id}.png", mask)
+    run(["dvc", "repro"], project)
+
+    before = read_split(project)
+    pool_images = set(before.index[before["split"] == "pool"])
+    ranking = pd.read_csv(project / "data" / "query" / "ranking.csv", dtype={"id": str, "source": str})
+    assert list(ranking.columns) == ["id", "source", "y", "x", "score", "rank", "strategy"]
+    assert len(ranking) == 4 * unlabeled and set(ranking["source"]) == pool_images
+    assert set(ranking["id"]) == {f"{s}@y{y}_x{x}" for s in pool_images for y in (0, tile) for x in (0, tile)}
+    export = project / "data" / "query" / "export"
+    chosen = ranking["id"][:2].tolist()
+    assert sorted(path.name for path in export.iterdir()) == sorted(f"{i}.{s}" for i in chosen for s in ("json", "png"))
+    picked = chosen[0]
+    source, y, x = ranking.loc[0, ["source", "y", "x"]]
+    assert imageio.read_image(export / f"{picked}.png").shape[:2] == (tile, tile)
+
+    # README: copy the exported pairs to data/raw/annotations, correct one in Labelme (a polygon changed)
+    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/* data/raw/annotations/"], project)
+    edited = raw / "annotations" / f"{picked}.json"
+    document = json.loads(edited.read_text())
+    assert document[TILE_KEY] == {"image": source, "y": int(y), "x": int(x), "scale": 1.0, "tile_size": tile}
+    document["shapes"] = document["shapes"][1:] + [{**shape_template(), "points": [[3, 4], [25, 6], [12, 27]]}]
+    edited.write_text(json.dumps(document))
+    expected = labelme.rasterize(labelme.load(edited), tile, tile)[0] > 0
+    run(["dvc", "repro"], project)
+
+    after = read_split(project)
+    sources = {labelme.load(raw / "annotations" / f"{i}.json").other[TILE_KEY]["image"] for i in chosen}
+    for image_id in sources:
+        assert after.loc[image_id, "split"] == "train" and bool(after.loc[image_id, "queried"]), image_id
+    for name in ("val", "test"):
+        assert sorted(after.index[after["split"] == name]) == sorted(before.index[before["split"] == name])
+    train = load_split_arrays(project / "data" / "prepared", "train")
+    position = list(train.ids).index(picked)
+    np.testing.assert_array_equal(train.masks[position, ..., 0] > 0, expected)
+    assert not train.ignore[position].any()
+    ignore = imageio.read_image(project / "data" / "ingested" / "ignore" / f"{source}.png") > 0
+    own_block = np.zeros((side, side), bool)
+    for tile_name in chosen:
+        if tile_name.startswith(f"{source}@"):
+            other = labelme.load(raw / "annotations" / f"{tile_name}.json").other[TILE_KEY]
+            own_block[other["y"]:other["y"] + tile, other["x"]:other["x"] + tile] = True
+    np.testing.assert_array_equal(ignore, ~own_block)
+    source_tiles = {f"{source}@y{ty}_x{tx}" for ty in (0, tile) for tx in (0, tile)}
+    pool = load_split_arrays(project / "data" / "prepared", "pool")
+    assert set(pool.ids) & source_tiles == source_tiles - set(chosen), "the image's other tiles wait in the pool"
+    assert set(train.ids) & source_tiles == source_tiles & set(chosen)
+    new_ranking = pd.read_csv(project / "data" / "query" / "ranking.csv", dtype={"id": str})
+    assert not set(chosen) & set(new_ranking["id"]) and len(new_ranking) == 4 * unlabeled - 2
