@@ -246,8 +246,11 @@ class PoolScores:
 
 def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction: str,
                batch_size: int, seed: int, sampling: str = "head_dropout",
-               padding: Optional[np.ndarray] = None) -> PoolScores:
-    """Score ``(N, S, S, C)`` normalised images; memory is two float32 ``(N, S, S)`` maps.
+               padding: Optional[np.ndarray] = None, keep_maps: bool = True) -> PoolScores:
+    """Score ``(N, S, S, C)`` normalised images (or a view that normalises the slices taken of
+    it, :meth:`activeseg.preprocess.Transform.normalized`); memory is two float32 ``(N, S, S)``
+    maps, none with ``keep_maps=False`` (then ``maps`` and ``probabilities`` are None: a pool of
+    many tiles scores in the memory of its tiles, and the picked few are scored again for theirs).
     ``sampling``: ``head_dropout``, ``tta`` or ``mc_network`` (see :func:`mc_samples`).
     ``padding`` (``(N, S, S[, 1])``, 1 on a tile's reflection padding): those pixels score 0, so
     a tile's score is its real pixels' doubt per tile area and an edge tile that is mostly
@@ -256,8 +259,8 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     ``random`` runs the model once without dropout (for the maps and polygons only) and draws the
     image scores from ``seed``."""
     image_scores = np.zeros(len(images))
-    maps = np.zeros(images.shape[:3], np.float32)
-    probabilities = np.zeros(images.shape[:3], np.float32)
+    maps = np.zeros(images.shape[:3], np.float32) if keep_maps else None
+    probabilities = np.zeros(images.shape[:3], np.float32) if keep_maps else None
     embeddings = None
     plain = strategy == "random"
     for start, samples, batch_embeddings in mc_samples(model, images, 1 if plain else passes, batch_size,
@@ -267,8 +270,9 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
             scores = scores * (1 - padding[start:start + len(scores)].reshape(scores.shape))
         mean = samples.mean(axis=0)
         image_scores[start:start + len(scores)] = reduce_scores(scores, mean, reduction)
-        maps[start:start + len(scores)] = scores
-        probabilities[start:start + len(scores)] = mean
+        if keep_maps:
+            maps[start:start + len(scores)] = scores
+            probabilities[start:start + len(scores)] = mean
         if embeddings is None:
             embeddings = np.zeros((len(images), batch_embeddings.shape[1]), np.float32)
         embeddings[start:start + len(scores)] = batch_embeddings

@@ -94,6 +94,11 @@ class Transform:
             scaled = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return scaled
 
+    def normalized(self, images: np.ndarray) -> "NormalizedImages":
+        """``images`` as the model's input, normalised slice by slice when sliced (a pool of many
+        tiles never exists as float32 all at once)."""
+        return NormalizedImages(self, images)
+
     def normalize_tensor(self, images):
         """The same as :meth:`normalize` as TensorFlow ops, for ``tf.data`` input pipelines."""
         import tensorflow as tf
@@ -119,6 +124,21 @@ class Transform:
                    mean=tuple(data["mean"]), std=tuple(data["std"]), intensity=data.get("intensity", "8bit"),
                    percentiles=tuple(data.get("percentiles", (0.5, 99.5))), tile_size=data.get("tile_size", 0),
                    tile_overlap=data.get("tile_overlap", 0), scale=data.get("scale", 1.0))
+
+
+class NormalizedImages:
+    """A uint8 batch seen through :meth:`Transform.normalize`: ``len``, ``shape`` and slicing as
+    the float32 array would have them, each slice normalised when it is taken."""
+
+    def __init__(self, transform: Transform, images: np.ndarray):
+        self.transform, self.images = transform, images
+        self.shape = images.shape
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.transform.normalize(self.images[index])
 
 
 @dataclasses.dataclass
@@ -210,7 +230,8 @@ def _unlabeled_tiles_to_pool(tiles: SplitArrays, padding: np.ndarray) -> tuple[S
     label and wait in the pool for their turn."""
     unlabeled = tiles.ignore.reshape(len(tiles), -1).all(axis=1)
     kept = ~unlabeled
-    return (SplitArrays(tiles.ids[kept], tiles.images[kept], tiles.masks[kept], tiles.has_mask[kept], tiles.ignore[kept]),
+    return (SplitArrays(tiles.ids[kept], tiles.images[kept], tiles.masks[kept], tiles.has_mask[kept],
+                        tiles.ignore[kept]),
             SplitArrays(tiles.ids[unlabeled], tiles.images[unlabeled], np.zeros_like(tiles.masks[unlabeled]),
                         np.zeros(int(unlabeled.sum()), bool), padding[unlabeled]))
 

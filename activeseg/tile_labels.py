@@ -114,9 +114,9 @@ def source_labels(files: Iterable[labelme.LabelmeFile], height: int, width: int,
                 f"query stage or fix y and x in {TILE_KEY}")
         if (label_file.image_height, label_file.image_width) not in ((None, None), (rows, columns)):
             raise ActivesegError(
-                f"{label_file.path}: annotates a {label_file.image_width}x{label_file.image_height} image, but the tile "
-                f"at y={where.y}, x={where.x} of '{where.image_id}' at scale {where.scale:g} is {columns}x{rows}; "
-                f"the image changed since the export: re-export the tile with the query stage")
+                f"{label_file.path}: annotates a {label_file.image_width}x{label_file.image_height} image, but the "
+                f"tile at y={where.y}, x={where.x} of '{where.image_id}' at scale {where.scale:g} is "
+                f"{columns}x{rows}; the image changed since the export: re-export the tile with the query stage")
         tile_mask, tile_ignore = labelme.rasterize(label_file, rows, columns, foreground_labels, line_width, point_size)
         top, bottom, tile_rows = _axis_block(where.y, rows, height, scaled_height)
         left, right, tile_columns = _axis_block(where.x, columns, width, scaled_width)

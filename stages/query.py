@@ -28,22 +28,31 @@ def main() -> None:
     run_id = run_to_resume(params.tracking, args.run_record)
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
+    tiles = bool(transform.tile_size)
+    scored, exported = PoolScores.empty(pool.images.shape[1:3]), pool.ids
     if len(pool.ids):
         # imported here: TensorFlow takes seconds to load, wasted on a user's data with no pool
         from activeseg.model import load_model
         from activeseg.runtime import seed_everything
 
         seed_everything(params.seed)
-        scored = score_pool(load_model(args.model), transform.normalize(pool.images), query.strategy,
-                            query.mc_dropout_passes, query.reduction, query.batch_size, params.seed, query.sampling,
-                            padding=pool.ignore if transform.tile_size else None)
-    else:
-        scored = PoolScores.empty(pool.images.shape[1:3])
-    ranking = rank(pool.ids, scored.scores, query.strategy, tiles=bool(transform.tile_size))
+        model = load_model(args.model)
+
+        def score(arrays, keep_maps=True):
+            return score_pool(model, transform.normalized(arrays.images), query.strategy, query.mc_dropout_passes,
+                              query.reduction, query.batch_size, params.seed, query.sampling,
+                              padding=arrays.ignore if tiles else None, keep_maps=keep_maps)
+
+        # a pool of tiles keeps no maps (they would be full-resolution maps of every pool image)
+        scored = score(pool, keep_maps=not tiles)
+    ranking = rank(pool.ids, scored.scores, query.strategy, tiles=tiles)
     chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
+    if tiles and chosen:  # the picked tiles' maps, for their polygons and uncertainty pictures
+        picked = pool.subset(chosen)
+        scored, exported = score(picked), picked.ids
     with atomic_path(args.out, directory=True) as staging:
         write_csv(staging / "ranking.csv", ranking)
-        export_for_annotation(staging, chosen, pool.ids, scored, args.ingested, query.strategy,
+        export_for_annotation(staging, chosen, exported, scored, args.ingested, query.strategy,
                               params.evaluate.threshold, query.label, transform.tile_size, transform.scale)
     summary = {"pool_size": int(len(ranking)), "exported": len(chosen), "strategy": query.strategy,
                "top_score": float(ranking["score"].max()) if len(ranking) else 0.0,

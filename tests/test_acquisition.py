@@ -305,6 +305,22 @@ def test_a_tiles_padding_scores_nothing(tiny_model, pool_images):
     assert not padded.maps[1, :, 8:].any()
 
 
+def test_a_pool_of_tiles_scores_in_the_memory_of_its_tiles(tiny_model, pool_images):
+    """Without maps kept (the query stage's pool of tiles), the same scores and no per-pixel maps;
+    the images may be a view that normalises each batch as it is taken."""
+    from activeseg.acquisition import score_pool
+    from activeseg.preprocess import Transform
+
+    uint8 = np.round(pool_images * 255).astype(np.uint8)
+    transform = Transform(32, 3, "zscore", (0.4,) * 3, (0.2,) * 3)
+    kept = score_pool(tiny_model, transform.normalize(uint8), "margin", 2, "mean", 2, 0, sampling="tta")
+    lean = score_pool(tiny_model, transform.normalized(uint8), "margin", 2, "mean", 2, 0, sampling="tta",
+                      keep_maps=False)
+    assert lean.maps is None and lean.probabilities is None
+    np.testing.assert_allclose(lean.scores, kept.scores, rtol=1e-6)
+    np.testing.assert_allclose(lean.embeddings, kept.embeddings, rtol=1e-5, atol=1e-6)
+
+
 def test_random_scores_follow_the_seed(tiny_model, pool_images):
     from activeseg.acquisition import score_pool
 
