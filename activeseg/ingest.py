@@ -289,22 +289,25 @@ class _TileLabelsExample(_LabelmeExample):
     """An image labeled by the Labelme files of some of its tiles (:func:`tile_labels.source_labels`)."""
 
     def __init__(self, files: tuple, params: IngestParams, warnings: Warnings,
-                 load_image: Callable[[], np.ndarray]) -> None:
+                 load_image: Callable[[], np.ndarray], earlier: Optional[Example] = None) -> None:
         super().__init__(files[0], params, warnings, load_image=load_image)
-        self.files = files
+        self.files, self.earlier = files, earlier
 
     def _rasterize(self) -> tuple[np.ndarray, np.ndarray]:
         if self._masks is None:
             height, width = self.image().shape[:2]
             settings = self.params.labelme
+            earlier = None if self.earlier is None else (self.earlier.load_mask(), self.earlier.load_ignore())
             self._masks = tile_labels.source_labels(self.files, height, width, settings.foreground_labels or None,
-                                                    settings.line_width, settings.point_size)
+                                                    settings.line_width, settings.point_size, earlier)
         return self._masks
 
 
-def with_tile_labels(base: Example, files: tuple, params: IngestParams, warnings: Warnings) -> Example:
-    """``base`` (its image) labeled by the annotated tiles ``files``; queried, so it joins train."""
-    reader = _TileLabelsExample(files, params, warnings, base.load_image)
+def with_tile_labels(base: Example, files: tuple, params: IngestParams, warnings: Warnings,
+                     earlier: Optional[Example] = None) -> Example:
+    """``base`` (its image) labeled by the annotated tiles ``files`` over the ``earlier`` Labelme
+    label of a whole query, if any; queried, so it joins train."""
+    reader = _TileLabelsExample(files, params, warnings, base.load_image, earlier)
     return Example(base.image_id, base.source, reader.image, reader.mask, reader.ignore, queried=True,
                    mask_source=_relative(files[0].path, Path(params.raw_dir)),
                    predefined_split=base.predefined_split, tile_files=files)
@@ -330,10 +333,12 @@ def _apply_tile_labels(examples: list[Example], tiles: dict[str, list], params: 
                                     _missing_source(files[0].path, image_id, raw_dir), queried=True, tile_files=files))
             continue
         base = examples[by_id[image_id]]
-        if base.load_mask is not None:
+        # a whole query's label may have left tiles unlabeled (__ignore__), which went back to the pool
+        earlier = base if base.queried and base.load_mask is not None and not base.tile_files else None
+        if base.load_mask is not None and earlier is None:
             raise ActivesegError(f"{files[0].path}: annotates a tile of image '{image_id}', which already has a label "
                                  f"({base.mask_source or base.source}); keep one of them")
-        examples[by_id[image_id]] = with_tile_labels(base, files, params, warnings)
+        examples[by_id[image_id]] = with_tile_labels(base, files, params, warnings, earlier)
     return examples
 
 

@@ -97,12 +97,14 @@ def _axis_block(start: int, count: int, length: int, scaled_length: int) -> tupl
 
 def source_labels(files: Iterable[labelme.LabelmeFile], height: int, width: int,
                   foreground_labels: Optional[Iterable[str]] = None, line_width: int = labelme.LINE_WIDTH,
-                  point_size: int = labelme.POINT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+                  point_size: int = labelme.POINT_SIZE,
+                  earlier: Optional[tuple[np.ndarray, np.ndarray]] = None) -> tuple[np.ndarray, np.ndarray]:
     """The 0/255 mask and 0/255 ``__ignore__`` mask, ``height`` x ``width``, that the annotated
     tiles ``files`` (each with a :func:`placement`) give their source image: each tile's shapes
-    in its block, every pixel outside the blocks ignored."""
-    mask = np.zeros((height, width), np.uint8)
-    ignore = np.full((height, width), 255, np.uint8)
+    in its block, every pixel outside the blocks ignored, or as ``earlier`` (mask, ignore) had it
+    (an image queried whole before, whose ``__ignore__`` left a tile unlabeled)."""
+    mask = np.zeros((height, width), np.uint8) if earlier is None else earlier[0].copy()
+    ignore = np.full((height, width), 255, np.uint8) if earlier is None else earlier[1].copy()
     for label_file in files:
         where = placement(label_file)
         scaled_height, scaled_width = scaled_shape(height, width, where.scale)

@@ -206,3 +206,28 @@ def test_the_pool_is_tiles_and_the_query_ranks_and_exports_tiles_ingest_reads_ba
     mask = imageio.read_image(tmp_path / "ingested2" / "masks" / "p.png") > 0
     assert not ignore[0:64, 64:70].any() and ignore.sum() == 100 * 70 - 64 * 6
     assert mask[8:25, 64:69].all() and not mask[:, :64].any() and not mask[30:].any()
+
+
+def test_a_tile_that_a_whole_query_left_ignored_can_be_annotated_later(tmp_path):
+    """An image annotated whole through the query, with an __ignore__ rectangle over one tile:
+    that tile went back to the pool; annotated as a tile later, its label fills that block and
+    the whole query's label stays elsewhere. A mask of your own takes no tile annotation."""
+    raw = tmp_path / "raw"
+    write_image(raw / "images" / "a.png", np.full((64, 64, 3), 80, np.uint8))
+    whole = {"version": "5.5.0", "flags": {QUERIED_FLAG: True}, "imagePath": "a.png", "imageData": None,
+             "imageHeight": 64, "imageWidth": 64,
+             "shapes": [polygon([(2, 2), (10, 2), (10, 10), (2, 10)]),
+                        polygon([(32, 32), (63, 32), (63, 63), (32, 63)], label="__ignore__")]}
+    (raw / "images" / "a.json").write_text(json.dumps(whole))
+    tile_file(raw / "annotations", TilePlacement("a", 32, 32, 1.0, 32), 32, 32, [polygon(TRIANGLE)])
+    write_image(raw / "annotations" / "a@y32_x32.png", np.zeros((32, 32, 3), np.uint8))
+    manifest = ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "ingested").set_index("id")
+    assert bool(manifest.loc["a", "queried"]) and manifest.loc["a", "ignore_fraction"] == 0
+    mask = imageio.read_image(tmp_path / "ingested" / "masks" / "a.png") // 255
+    assert mask[2:11, 2:11].all() and mask[:32].sum() == 81
+    np.testing.assert_array_equal(mask[32:, 32:], drawn([polygon(TRIANGLE)], 32, 32))
+
+    (raw / "images" / "a.json").unlink()
+    write_image(raw / "masks" / "a.png", np.zeros((64, 64), np.uint8))
+    with pytest.raises(ActivesegError, match=r"a@y32_x32\.json: annotates a tile of image 'a', which already has"):
+        ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "ingested2")
