@@ -108,6 +108,7 @@ class TrainParams:
     loss: str = "bce+dice"
     batch_size: int = 8
     crop_size: IntOrAuto = 0
+    foreground_crop_fraction: float = 0.0
     steps_per_epoch: IntOrAuto = 0
     learning_rate: float = 0.001
     lr_patience: int = 3
@@ -303,6 +304,8 @@ def _check_ranges(params: Params, source: str) -> None:
               and (train.crop_size <= tile_size if tile_size else is_auto(size) or train.crop_size <= size)),
           "train.crop_size", f"must be auto, 0 (no crop) or a multiple of {divisor} no larger than preprocess.size "
           "(preprocess.tile_size with tiles)")
+    check(0.0 <= train.foreground_crop_fraction <= 1.0, "train.foreground_crop_fraction",
+          "must be between 0 (uniform crops) and 1 (every crop around foreground)")
     _check_tiles(params.preprocess, params.simulation.enabled, divisor, check)
     check(is_auto(train.steps_per_epoch) or train.steps_per_epoch >= 0, "train.steps_per_epoch",
           "must be auto, 0 (one pass over the data) or more")

@@ -65,6 +65,50 @@ def test_input_pipeline_is_seeded_and_crops():
         assert images.numpy()[foreground].mean() > images.numpy()[~foreground].mean()
 
 
+def _rare_foreground(count: int = 20) -> SplitArrays:
+    """64-px tiles of which only two hold a small lesion, in a corner: uniform 16-px crops rarely see it."""
+    masks = np.zeros((count, 64, 64, 1), np.uint8)
+    masks[0, 2:8, 2:8] = 1
+    masks[1, 50:60, 54:62] = 1
+    images = (masks * 200 + 20).astype(np.uint8)
+    return SplitArrays(np.array([f"t{i}" for i in range(count)]), images, masks, np.ones(count, bool))
+
+
+def _foreground_share(params: TrainParams, data: SplitArrays, batches: int = 50) -> float:
+    masks = [targets.numpy()[..., 0] for _, (_, targets) in zip(range(batches),
+                                                                  training_dataset(data, TRANSFORM, params, seed=3))]
+    return float(np.concatenate(masks).any(axis=(1, 2)).mean())
+
+
+def test_foreground_crop_fraction_raises_the_share_of_crops_with_foreground():
+    data = _rare_foreground()
+    uniform = dataclasses.replace(TINY, crop_size=16)
+    assert _foreground_share(uniform, data) < 0.05                      # 2 of 20 tiles, 1-2% of their crops
+    third = _foreground_share(dataclasses.replace(uniform, foreground_crop_fraction=1 / 3), data)
+    assert 0.25 < third < 0.42                                           # 200 crops: about a third
+    assert _foreground_share(dataclasses.replace(uniform, foreground_crop_fraction=1.0), data) == 1.0
+    # without crops it draws the tiles that hold foreground; with none anywhere, it is uniform
+    whole = dataclasses.replace(TINY, foreground_crop_fraction=0.5)
+    assert 0.4 < _foreground_share(whole, data) < 0.65
+    data.masks[:] = 0
+    assert _foreground_share(dataclasses.replace(uniform, foreground_crop_fraction=0.5), data, batches=3) == 0.0
+
+
+def test_foreground_crops_are_seeded_and_keep_the_ignore_mask_under_the_image():
+    data = _rare_foreground()
+    data.ignore = data.masks.copy()
+    data.ignore[0] = 0                     # tile 1's lesion is all __ignore__: only tile 0's counts as foreground
+    params = dataclasses.replace(TINY, crop_size=16, foreground_crop_fraction=1.0)
+    first = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(2))]
+    again = [batch for batch, _ in zip(training_dataset(data, TRANSFORM, params, seed=3), range(2))]
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1.numpy(), x2.numpy())
+        np.testing.assert_array_equal(y1.numpy(), y2.numpy())
+    images, targets = (np.concatenate([batch[part].numpy() for batch in first]) for part in (0, 1))
+    assert targets[..., 0].any(axis=(1, 2)).all() and not targets[..., 1].any()    # tile 0, every time
+    np.testing.assert_array_equal(images[..., 0] > 0, targets[..., 0] > 0)          # image and mask cut alike
+
+
 @pytest.mark.parametrize("expression", [*LOSSES, "bce+dice"])
 def test_predictions_under_ignored_pixels_change_neither_loss_nor_validation_dice(expression):
     rng = np.random.default_rng(0)
@@ -160,6 +204,7 @@ def test_cascade_switch_trains_both_stages(tmp_path, capsys):
      "preprocess.size"),  # 64 is not a multiple of 128
     ({"train": {"architecture": "deeplab"}}, "train.architecture"),
     ({"train": {"batchnorm_momentum": 1.0}}, "train.batchnorm_momentum"),
+    ({"train": {"foreground_crop_fraction": 1.5}}, "train.foreground_crop_fraction"),
 ])
 def test_bad_train_params_name_the_key(overrides, key):
     import yaml
