@@ -1,8 +1,8 @@
 """Training: the input pipeline, losses from params, Keras callbacks, the best model by validation Dice.
 
 The training images stay uint8 in memory and flow through a seeded ``tf.data`` pipeline that
-shuffles, optionally cuts random crops (``train.crop_size``: cheaper steps, more of them),
-normalises with the project's :class:`~activeseg.preprocess.Transform` and prefetches, so the
+shuffles, optionally cuts random crops (``train.crop_size``: cheaper steps, more of them;
+``train.foreground_crop_fraction`` of them around foreground, for rare foreground), normalises with the project's :class:`~activeseg.preprocess.Transform` and prefetches, so the
 model never waits for data. Targets carry the ``__ignore__`` mask as a second channel (see
 :func:`activeseg.metrics.pack_targets`), so loss and validation Dice leave those pixels out and
 random crops cut mask and ignore mask together. Adam's rate is halved when validation Dice
