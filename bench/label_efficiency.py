@@ -9,8 +9,8 @@ interval over seeds (``labels_ratio_ci90`` per strategy; ``seeds`` in the summar
 
 Data sets:
 - ``synthetic``: the built-in generator (activeseg.synthetic) at its default image size.
-- ``isbi``: ``../shared/datasets/isbi2012-em`` cut into 256x256 tiles (4 per 512x512 section);
-  test and val are whole sections, so no tile of a test section is ever trained on.
+- ``isbi``: ``../shared/datasets/isbi2012-em`` cut into ``--tile``-px tiles (256: 4 per 512x512
+  section; 96: 25); test and val are whole sections, so no tile of a test section is ever trained on.
   ``--isbi-foreground membrane`` scores the membranes (22% of pixels) rather than the cell
   interiors, whose Dice is 0.88 for a model that predicts foreground everywhere.
 - ``synthetic --pool-empty N``: the synthetic split with N object-free images added to the pool
@@ -60,18 +60,25 @@ def split_groups(groups: dict, test: int, val: int, initial: int, seed: int):
     return test_items, val_items, [rest[i] for i in order[:initial]], [rest[i] for i in order[initial:]]
 
 
-def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "interior"):
-    if name == "synthetic":
-        return {image_id: [(image_id, image, mask)] for image_id, image, mask in synthetic.generate(count, 96, 2, 6, seed)}
+def isbi_groups(tile: int = 256, foreground: str = "membrane") -> dict:
+    """ISBI section → its ``tile``-px tiles (id, image, mask), cut edge to edge from the 512-px
+    section (a remainder under ``tile`` px is dropped); ``foreground``: ``membrane`` or ``interior``."""
     folder = ROOT.parent / "shared" / "datasets" / "isbi2012-em"
     groups = {}
     for section in range(30):
         image = imageio.read_image(folder / "images" / f"{section}.png")
         mask = imageio.read_image(folder / "masks" / f"{section}.png")
-        mask = mask if isbi_foreground == "interior" else 255 - mask
-        groups[section] = [(f"{section}_{row}_{col}", image[row:row + 256, col:col + 256], mask[row:row + 256, col:col + 256])
-                           for row in (0, 256) for col in (0, 256)]
+        mask = mask if foreground == "interior" else 255 - mask
+        corners = range(0, 512 - tile + 1, tile)
+        groups[section] = [(f"{section}_{row}_{col}", image[row:row + tile, col:col + tile],
+                            mask[row:row + tile, col:col + tile]) for row in corners for col in corners]
     return groups
+
+
+def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "interior", tile: int = 256):
+    if name == "synthetic":
+        return {image_id: [(image_id, image, mask)] for image_id, image, mask in synthetic.generate(count, 96, 2, 6, seed)}
+    return isbi_groups(tile, isbi_foreground)
 
 
 def best_uncertainty(summary: dict) -> dict:
@@ -91,6 +98,9 @@ def main() -> None:
     parser.add_argument("--isbi-foreground", choices=["interior", "membrane"], default="interior",
                         help="isbi: the class scored as foreground (the masks' 255 is cell interior, 78%% of "
                              "pixels; membrane makes Dice measure the thin boundaries the task is about)")
+    parser.add_argument("--tile", type=int, default=256,
+                        help="isbi: side of the tiles cut from each 512-px section (256: 4 per section; 96: 25, "
+                             "a bigger, more varied pool of smaller regions to query); each tile is resized to --size")
     parser.add_argument("--test", type=int, default=20, help="test groups (synthetic images / ISBI sections)")
     parser.add_argument("--val", type=int, default=10, help="val groups")
     parser.add_argument("--initial", type=int, default=4, help="labeled images at round 0")
@@ -128,7 +138,7 @@ def main() -> None:
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
                        "images_per_round": args.per_round, "epochs_per_round": args.epochs,
                        "steps_per_epoch": args.steps, "seeds": args.seeds, "warm_start": args.warm_start}})
-    groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground)
+    groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground, tile=args.tile)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
     pool = pool[: args.max_pool] if args.max_pool else pool
     if args.pool_empty:

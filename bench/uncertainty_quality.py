@@ -44,22 +44,10 @@ from activeseg.outputs import write_json  # noqa: E402
 from activeseg.params import REDUCTIONS, SAMPLINGS, parse_params  # noqa: E402
 from activeseg.preprocess import Transform  # noqa: E402
 from activeseg.simulation import SimulationData, Trainer, dice_on_test  # noqa: E402
-from label_efficiency import arrays  # noqa: E402  (bench/ is the script's folder, on sys.path)
+from label_efficiency import arrays, isbi_groups  # noqa: E402  (bench/ is the script's folder, on sys.path)
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 STRATEGIES = [strategy for strategy in SCORE_MAXIMUM if strategy != "random"]
-
-
-def isbi_groups(tile: int) -> dict:
-    """Section → its tiles (id, image, membrane mask)."""
-    groups = {}
-    for section in range(30):
-        image = imageio.read_image(DATASETS / "isbi2012-em" / "images" / f"{section}.png")
-        membrane = 255 - imageio.read_image(DATASETS / "isbi2012-em" / "masks" / f"{section}.png")
-        corners = range(0, 512 - tile + 1, tile)
-        groups[section] = [(f"{section}_{row}_{col}", image[row:row + tile, col:col + tile],
-                            membrane[row:row + tile, col:col + tile]) for row in corners for col in corners]
-    return groups
 
 
 def soybean_groups(size: int) -> dict:
