@@ -41,21 +41,9 @@ def set_dotted(mapping: dict, assignment: str) -> None:
     mapping[last] = yaml.safe_load(value)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default=str(REPO / "bench" / "params-isbi.yaml"))
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "isbi2012-em"))
-    parser.add_argument("-S", "--set", action="append", default=[], help="override a param, e.g. epochs=2")
-    parser.add_argument("--out", default=None, help="write the figures as JSON here too")
-    args = parser.parse_args()
-    raw = yaml.safe_load(Path(args.params).read_text())
-    for assignment in args.set:
-        set_dotted(raw, assignment)
-    params = parse_params(raw, args.params)
-    data = Path(args.data)
-    if not (data / "images").is_dir():
-        sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
-
+def train_and_test(params, data: Path) -> tuple[dict, pd.DataFrame]:
+    """Train on sections 0-19 (+ augmented copies), keep the best epoch on 20-24, test on 25-29:
+    the test figures with the training wall time, and the training history."""
     sections = range(30)
     split = pd.DataFrame({"id": [str(n) for n in sections],
                           "split": ["train" if n < 20 else "val" if n < 25 else "test" for n in sections],
@@ -83,13 +71,32 @@ def main() -> None:
         "test_recall": summary["recall"], "test_iou": summary["iou"], "trivial_all_foreground_dice": summary["trivial_dice"],
         "train_wall_seconds": round(train_seconds, 1), "epochs_run": int(len(history)),
         "best_val_dice": float(history["val_dice"].max()), "train_images_after_augment": int(len(augmented)),
-        "params": args.params, "overrides": args.set, "machine": f"{platform.node()} {os.cpu_count()} cpus",
-        "load_average_after": os.getloadavg(),
+        "machine": f"{platform.node()} {os.cpu_count()} cpus", "load_average_after": os.getloadavg(),
     }
+    return figures, history
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(REPO / "bench" / "params-isbi.yaml"))
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "isbi2012-em"))
+    parser.add_argument("-S", "--set", action="append", default=[], help="override a param, e.g. epochs=2")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here too")
+    args = parser.parse_args()
+    raw = yaml.safe_load(Path(args.params).read_text())
+    for assignment in args.set:
+        set_dotted(raw, assignment)
+    params = parse_params(raw, args.params)
+    data = Path(args.data)
+    if not (data / "images").is_dir():
+        sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
+
+    figures, history = train_and_test(params, data)
+    figures.update({"params": args.params, "overrides": args.set})
     print(history.to_string(index=False))
     print(json.dumps(figures, indent=2))
-    print(f"test Dice {summary['dice']:.4f} (all-foreground Dice {summary['trivial_dice']:.4f}), "
-          f"training {train_seconds / 60:.1f} min: {'MEETS' if summary['dice'] >= 0.95 and train_seconds <= 600 else 'MISSES'} "
+    print(f"test Dice {figures['test_dice']:.4f} (all-foreground Dice {figures['trivial_all_foreground_dice']:.4f}), "
+          f"training {figures['train_wall_seconds'] / 60:.1f} min: {'MEETS' if figures['test_dice'] >= 0.95 and figures['train_wall_seconds'] <= 600 else 'MISSES'} "
           "the bar (Dice >= 0.95, <= 10 min)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
