@@ -7,7 +7,7 @@ ISBI bench model (:func:`isbi_quality.train_and_test`: sections 0-19 / 20-24 / 2
 params file and overrides) once per placement, same seed, rate and budget, and writes
 ``{"<placement>": {"dice": ..., ...}, "dice_cost_<placement>": head's Dice - its Dice, ...}``.
 
-    python bench/dropout_placement.py -S epochs=8 -S train.plain_filters=8 \\
+    python bench/dropout_placement.py -S epochs=6 -S train.plain_filters=8 -S augment.variants=2 \\
         --out bench/results/dropout_placement_isbi.json
 """
 
@@ -42,7 +42,7 @@ def main() -> None:
     data = Path(args.data)
     if not (data / "images").is_dir():
         sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
-    result: dict = {}
+    result: dict = {"params": args.params, "overrides": args.set, "dropout": args.dropout}
     for placement in args.placements.split(","):
         raw = yaml.safe_load(Path(args.params).read_text())
         for assignment in [*args.set, f"train.dropout={args.dropout}", f"train.dropout_placement={placement}"]:
@@ -50,15 +50,12 @@ def main() -> None:
         figures, history = train_and_test(parse_params(raw, args.params), data)
         result[placement] = {"dice": figures["test_dice"], **figures, "val_dice_per_epoch":
                              [round(float(value), 4) for value in history["val_dice"]]}
+        if "head" in result and placement != "head":
+            result[f"dice_cost_{placement}"] = round(result["head"]["dice"] - result[placement]["dice"], 4)
+        result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        write_json(args.out, result)   # after each placement: a run cut short keeps what it measured
         print(f"{placement}: test Dice {figures['test_dice']:.4f}, {figures['train_wall_seconds']} s "
               f"(load {figures['load_average_after'][0]:.1f})", flush=True)
-    if "head" in result:
-        for placement in result.copy():
-            if placement != "head":
-                result[f"dice_cost_{placement}"] = round(result["head"]["dice"] - result[placement]["dice"], 4)
-    result.update({"params": args.params, "overrides": args.set, "dropout": args.dropout,
-                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
-    write_json(args.out, result)
     print(json.dumps({key: value for key, value in result.items() if key.startswith("dice_cost")}))
 
 
