@@ -18,6 +18,13 @@ Data sets:
   when the pool has it to find.
 
     python bench/label_efficiency.py synthetic --out bench/results/label_efficiency_synthetic
+
+Issue 15's runs (5 seeds, one thread each; the commands and figures are in bench/RESULTS.md):
+
+    python bench/label_efficiency.py isbi --isbi-foreground membrane --tile 64 --size 64 --channels 1 \
+        --architecture unet_plain --filters 8 --test 3 --val 1 --initial 8 --per-round 8 --rounds 4 \
+        --seeds 5 --epochs 6 --steps 12 --strategies mc_dropout,random --sampling tta \
+        --reduction foreground_border --max-pool 150 --out bench/results/label_efficiency_isbi
 """
 
 from __future__ import annotations
