@@ -25,6 +25,10 @@ Issue 15's runs (5 seeds, one thread each; the commands and figures are in bench
         --architecture unet_plain --filters 8 --test 3 --val 1 --initial 8 --per-round 8 --rounds 4 \
         --seeds 5 --epochs 6 --steps 12 --strategies mc_dropout,random --sampling tta \
         --reduction foreground_border --max-pool 150 --out bench/results/label_efficiency_isbi
+    python bench/label_efficiency.py synthetic --count 120 --test 20 --val 10 --size 32 --channels 3 \
+        --architecture unet_plain --filters 8 --initial 4 --per-round 8 --rounds 4 --seeds 5 --epochs 10 \
+        --steps 12 --strategies mc_dropout,random --sampling tta --reduction foreground_border \
+        --out bench/results/label_efficiency_synthetic
 """
 
 from __future__ import annotations
