@@ -38,17 +38,25 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from activeseg import imageio, synthetic  # noqa: E402
+from activeseg.tiling import TileGrid, rescale, tile_id  # noqa: E402
 from activeseg.outputs import write_csv, write_json  # noqa: E402
 from activeseg.params import parse_params  # noqa: E402
 from activeseg.preprocess import SplitArrays, Transform  # noqa: E402
 from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, write_figures  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "datasets"
+SOYBEAN_IMAGES = range(1, 64)
+# soybean: the photographs held out whole, by number, as bench/tiles_quality.py splits them
+SOYBEAN_TEST, SOYBEAN_VAL = list(range(51, 64)), list(range(45, 51))
 
 
 def arrays(transform: Transform, items) -> SplitArrays:
@@ -59,16 +67,31 @@ def arrays(transform: Transform, items) -> SplitArrays:
                        np.ones(len(items), bool))
 
 
-def split_groups(groups: dict, test: int, val: int, initial: int, seed: int):
-    """Whole groups (sections / images) to test and val; ``initial`` items of the rest start labeled."""
+def split_groups(groups: dict, test: int, val: int, initial: int, seed: int, fixed: Optional[tuple] = None):
+    """Whole groups (sections / images) to test and val; ``initial`` items of the rest start labeled.
+    ``fixed``: (test names, val names) instead of ``test`` / ``val`` groups drawn with ``seed``."""
     rng = np.random.default_rng(seed)
     names = sorted(groups)
     rng.shuffle(names)
-    test_items = [item for name in names[:test] for item in groups[name]]
-    val_items = [item for name in names[test:test + val] for item in groups[name]]
-    rest = [item for name in names[test + val:] for item in groups[name]]
+    test_names, val_names = fixed if fixed else (names[:test], names[test:test + val])
+    test_items = [item for name in test_names for item in groups[name]]
+    val_items = [item for name in val_names for item in groups[name]]
+    rest = [item for name in names if name not in {*test_names, *val_names} for item in groups[name]]
     order = rng.permutation(len(rest))
     return test_items, val_items, [rest[i] for i in order[:initial]], [rest[i] for i in order[initial:]]
+
+
+def soybean_groups(folder: Path, scale: float, tile: int, numbers=SOYBEAN_IMAGES) -> dict:
+    """Photograph number → its tiles (id, image, mask): the photograph resampled by ``scale``, cut
+    into non-overlapping ``tile``-px tiles (a remainder narrower than a tile is left out)."""
+    groups = {}
+    for number in numbers:
+        image = rescale(imageio.read_image(folder / "images" / f"image{number}.jpeg"), scale)
+        mask = rescale(imageio.read_image(folder / "masks" / f"image{number}.png"), scale, cv2.INTER_NEAREST)
+        grid = TileGrid(image.shape[0] - image.shape[0] % tile, image.shape[1] - image.shape[1] % tile, tile)
+        groups[number] = [(tile_id(f"image{number}", y, x), image[y:y + tile, x:x + tile], mask[y:y + tile, x:x + tile])
+                          for y, x in grid.positions]
+    return groups
 
 
 def isbi_groups(tile: int = 256, foreground: str = "membrane") -> dict:
@@ -86,9 +109,12 @@ def isbi_groups(tile: int = 256, foreground: str = "membrane") -> dict:
     return groups
 
 
-def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "interior", tile: int = 256):
+def load_dataset(name: str, count: int, seed: int, isbi_foreground: str = "interior", tile: int = 256,
+                 scale: float = 0.25):
     if name == "synthetic":
         return {image_id: [(image_id, image, mask)] for image_id, image, mask in synthetic.generate(count, 96, 2, 6, seed)}
+    if name == "soybean":
+        return soybean_groups(SHARED / "soybean-rust", scale, tile)
     return isbi_groups(tile, isbi_foreground)
 
 
@@ -103,15 +129,17 @@ def best_uncertainty(summary: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", choices=["synthetic", "isbi"])
+    parser.add_argument("dataset", choices=["synthetic", "isbi", "soybean"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--count", type=int, default=120, help="synthetic images generated")
     parser.add_argument("--isbi-foreground", choices=["interior", "membrane"], default="interior",
                         help="isbi: the class scored as foreground (the masks' 255 is cell interior, 78%% of "
                              "pixels; membrane makes Dice measure the thin boundaries the task is about)")
-    parser.add_argument("--tile", type=int, default=256,
-                        help="isbi: side of the tiles cut from each 512-px section (256: 4 per section; 96: 25, "
-                             "a bigger, more varied pool of smaller regions to query); each tile is resized to --size")
+    parser.add_argument("--tile", type=int, default=0,
+                        help="side of the tiles: isbi, cut from each 512-px section (default 256: 4 per section; "
+                             "96: 25, a bigger, more varied pool of smaller regions to query), each resized to "
+                             "--size; soybean, cut after --scale (default 64)")
+    parser.add_argument("--scale", type=float, default=0.25, help="soybean: photographs resampled by this factor")
     parser.add_argument("--test", type=int, default=20, help="test groups (synthetic images / ISBI sections)")
     parser.add_argument("--val", type=int, default=10, help="val groups")
     parser.add_argument("--initial", type=int, default=4, help="labeled images at round 0")
@@ -149,14 +177,20 @@ def main() -> None:
         "simulation": {"enabled": True, "strategies": strategies, "rounds": args.rounds,
                        "images_per_round": args.per_round, "epochs_per_round": args.epochs,
                        "steps_per_epoch": args.steps, "seeds": args.seeds, "warm_start": args.warm_start}})
-    groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground, tile=args.tile)
-    test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0)
+    tile = args.tile or (64 if args.dataset == "soybean" else 256)
+    groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground, scale=args.scale,
+                          tile=tile)
+    test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0,
+                                            fixed=(SOYBEAN_TEST, SOYBEAN_VAL) if args.dataset == "soybean" else None)
     pool = pool[: args.max_pool] if args.max_pool else pool
     if args.pool_empty:
         pool += [(f"empty_{index:04d}", image, mask)
                  for index, (_, image, mask) in enumerate(synthetic.generate(args.pool_empty, 96, 0, 0, seed=1))]
     shape = Transform(args.size, args.channels, "unit", (0.0,), (1.0,))
     data = SimulationData(shape, arrays(shape, initial), arrays(shape, pool), arrays(shape, val), arrays(shape, test))
+    with_foreground = [float(np.mean([mask.any() for _, _, mask in items])) for items in (initial, pool, test)]
+    print(f"share of images holding foreground: initial {with_foreground[0]:.2f}, pool {with_foreground[1]:.2f}, "
+          f"test {with_foreground[2]:.2f}")
     print(f"{args.dataset}: {len(initial)} initial, {len(pool)} pool, {len(val)} val, {len(test)} test images "
           f"at {args.size}px; strategies {strategies}; {args.rounds} rounds of {args.per_round}; "
           f"{args.epochs} epochs of {args.steps or 'one pass of'} steps; {args.seeds} seeds", flush=True)

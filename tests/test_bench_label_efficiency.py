@@ -1,7 +1,10 @@
-"""bench/label_efficiency.py's ISBI tiles: ``--tile`` cuts every section edge to edge."""
+"""bench/label_efficiency.py's data sets: ISBI tiles (``--tile`` cuts every section edge to edge) and
+the soybean photographs as tiles, split by photograph."""
 
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import label_efficiency  # noqa: E402
@@ -27,3 +30,30 @@ def test_isbi_default_tiles_are_the_four_quarters(shared_datasets):
     assert [tile_id for tile_id, _, _ in groups[3]] == ["3_0_0", "3_0_256", "3_256_0", "3_256_256"]
     interior = imageio.read_image(shared_datasets / "isbi2012-em" / "masks" / "3.png")
     assert (groups[3][3][2] == interior[256:, 256:]).all()
+
+
+def test_fixed_groups_go_whole_to_test_and_val():
+    groups = {name: [(f"{name}_{index}", None, None) for index in range(5)] for name in range(1, 9)}
+    test, val, initial, pool = label_efficiency.split_groups(groups, 0, 0, 3, seed=0, fixed=([7, 8], [6]))
+    assert sorted(item[0] for item in test) == sorted(f"{name}_{index}" for name in (7, 8) for index in range(5))
+    assert sorted(item[0] for item in val) == [f"6_{index}" for index in range(5)]
+    rest = [item[0] for item in initial + pool]
+    assert len(initial) == 3 and len(rest) == len(set(rest)) == 25
+    assert {item.split("_")[0] for item in rest} == {str(name) for name in range(1, 6)}
+
+
+def test_soybean_photograph_is_cut_into_tiles_of_its_rescaled_pixels(shared_datasets):
+    from activeseg import imageio
+    from activeseg.tiling import rescale, tile_source
+
+    folder = shared_datasets / "soybean-rust"
+    tiles = label_efficiency.soybean_groups(folder, 0.125, 32, numbers=[1])[1]
+    image = rescale(imageio.read_image(folder / "images" / "image1.jpeg"), 0.125)
+    assert len(tiles) == (image.shape[0] // 32) * (image.shape[1] // 32)
+    assert {tile_source(tile_id) for tile_id, _, _ in tiles} == {"image1"}
+    for tile_id, tile, mask in tiles:
+        y, x = (int(part[1:]) for part in tile_id.split("@")[1].split("_"))
+        assert tile.shape[:2] == mask.shape[:2] == (32, 32)
+        np.testing.assert_array_equal(tile, image[y:y + 32, x:x + 32])
+    assert set(np.unique(np.concatenate([mask.ravel() for _, _, mask in tiles]))) <= {0, 255}
+    assert any(mask.any() for _, _, mask in tiles) and not all(mask.any() for _, _, mask in tiles)
