@@ -13,6 +13,12 @@ Data sets:
   section; 96: 25); test and val are whole sections, so no tile of a test section is ever trained on.
   ``--isbi-foreground membrane`` scores the membranes (22% of pixels) rather than the cell
   interiors, whose Dice is 0.88 for a model that predicts foreground everywhere.
+- ``soybean``: ``../shared/datasets/soybean-rust`` photographs resampled by ``--scale`` and cut into
+  ``--tile``-px tiles (at 0.125 and 32 px: 160x160 or 160x96 px, 25 or 15 tiles, 22% of them holding
+  a lesion), grouped by photograph; photographs 51-63 are the test set and 45-50 val (all their
+  tiles; fixed, as bench/tiles_quality.py), ``--initial`` tiles of the rest start labeled and the
+  others are the pool. The test Dice is pooled over the test pixels, so empty test tiles do not
+  distort it. Most pool tiles are empty leaf: what random spends labels on.
 - ``synthetic --pool-empty N``: the synthetic split with N object-free images added to the pool
   only. Not a bar data set: a check that uncertainty sampling finds what random wastes labels on
   when the pool has it to find.
@@ -29,6 +35,10 @@ Issue 15's runs (5 seeds, one thread each; the commands and figures are in bench
         --architecture unet_plain --filters 8 --initial 4 --per-round 8 --rounds 4 --seeds 5 --epochs 10 \
         --steps 12 --strategies mc_dropout,random --sampling tta --reduction foreground_border \
         --out bench/results/label_efficiency_synthetic
+    python bench/label_efficiency.py soybean --scale 0.125 --tile 32 --size 32 --architecture unet_plain \
+        --filters 8 --epochs 8 --steps 20 --batch-size 8 --initial 24 --per-round 12 --rounds 5 --seeds 5 \
+        --strategies entropy,mc_dropout,random --reduction foreground_border \
+        --out bench/results/label_efficiency_soybean
 """
 
 from __future__ import annotations
@@ -127,6 +137,16 @@ def best_uncertainty(summary: dict) -> dict:
             "best_ratio_to_random": summary["strategies"][best]["labels_ratio_to_random"] if best else None}
 
 
+def picked_foreground_share(runs, holds_foreground: dict) -> dict:
+    """Per strategy, the share of the images its rounds revealed (``added_ids``) that hold any
+    foreground: on a pool of mostly empty tiles, whether a strategy finds the lesions random misses."""
+    shares = {}
+    for strategy, rows in runs[runs["round"] > 0].groupby("strategy", sort=False):
+        picked = [image_id for ids in rows["added_ids"].fillna("").astype(str) for image_id in ids.split()]
+        shares[strategy] = round(float(np.mean([holds_foreground[image_id] for image_id in picked])), 4) if picked else None
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=["synthetic", "isbi", "soybean"])
@@ -206,7 +226,10 @@ def main() -> None:
     runs, references = simulate(params, data, on_run=keep)
     summary = summarize(runs, references, strategies, params.simulation.target_fraction)
     summary["benchmark"] = {"dataset": args.dataset, "arguments": vars(args), "seconds": round(time.time() - started),
-                            **best_uncertainty(summary)}
+                            **best_uncertainty(summary),
+                            "pool_foreground_share": round(with_foreground[1], 4),
+                            "picked_foreground_share": picked_foreground_share(
+                                runs, {image_id: bool(mask.any()) for image_id, _, mask in pool})}
     write_csv(out / "runs.csv", runs.round(6))
     write_csv(out / "full_pool.csv", references.round(6))
     write_csv(out / "learning_curves.csv", learning_curves(runs, strategies))

@@ -57,3 +57,13 @@ def test_soybean_photograph_is_cut_into_tiles_of_its_rescaled_pixels(shared_data
         np.testing.assert_array_equal(tile, image[y:y + 32, x:x + 32])
     assert set(np.unique(np.concatenate([mask.ravel() for _, _, mask in tiles]))) <= {0, 255}
     assert any(mask.any() for _, _, mask in tiles) and not all(mask.any() for _, _, mask in tiles)
+
+
+def test_picked_foreground_share_counts_revealed_images_per_strategy():
+    import pandas as pd
+
+    runs = pd.DataFrame({"strategy": ["entropy", "entropy", "entropy", "random", "random"],
+                         "round": [0, 1, 2, 0, 1],
+                         "added_ids": [None, "a b", "c d", None, "c e"]})
+    holds = {"a": True, "b": True, "c": False, "d": True, "e": False}
+    assert label_efficiency.picked_foreground_share(runs, holds) == {"entropy": 0.75, "random": 0.0}
