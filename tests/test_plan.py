@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -250,5 +251,11 @@ def test_the_plan_stage_reruns_on_every_param_a_rule_reads():
 
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     assert set(AUTO_KEYS) <= set(stages["plan"]["params"])
+    # and every other param a rule reads (params.<section>.<key> in activeseg/plan.py), e.g. the
+    # tile side: otherwise switching on tiles keeps a plan made for whole images
+    read = set(re.findall(r"\bparams\.([a-z_]+\.[a-z_]+)\b", (REPO_ROOT / "activeseg" / "plan.py").read_text()))
+    assert {"preprocess.tile_size", "train.backbone"} <= read
+    declared = set(stages["plan"]["params"])
+    assert {key for key in read if key not in declared and key.split(".")[0] not in declared} == set()
     for stage in ("preprocess", "train", "simulate"):  # the stages that read the plan's values
         assert "data/plan.json" in stages[stage]["deps"] and "--plan data/plan.json" in stages[stage]["cmd"]
