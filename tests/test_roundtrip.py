@@ -5,6 +5,7 @@ test have not moved, the model retrained and the next query no longer offers it.
 import base64
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,31 +14,52 @@ import pytest
 from activeseg import imageio, synthetic
 from activeseg.annotation import QUERIED_FLAG, prediction_polygons
 
-from conftest import copy_project, file_digests, make_project, run
+from conftest import built_once, copy_project, file_digests, make_project, run, set_params
 
-LABELED, UNLABELED = 18, 8
+# Images of one's own in data/raw: LABELED with a mask, UNLABELED without (the pool); SIDE px, so
+# that with preprocess.tile_size TILE each image is 2 x 2 whole tiles.
+LABELED, UNLABELED, SIDE, TILE = 10, 3, 64, 32
 
 
 def read_split(project):
     return pd.read_csv(project / "data" / "split" / "split.csv", dtype={"id": str}).set_index("id")
 
 
+def raw_data_set() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(image_id, image, mask)`` of the raw images, labeled ones first: the pool's masks are the
+    annotator's knowledge, hidden from the pipeline."""
+    return list(synthetic.generate(LABELED + UNLABELED, SIDE, 1, 3, seed=5))
+
+
+@pytest.fixture(scope="session")
+def queried_raw_project(tmp_path_factory) -> Path:
+    """A tiny clone with the :func:`raw_data_set` in data/raw after ``dvc repro query``: the first
+    round of both round trips below, run once per session (each test works on a copy). Evaluate
+    and simulate are left out: nothing here reads them, and the tile round trip runs them once."""
+
+    def build(folder: Path) -> None:
+        project = make_project(folder / "project", split__simulate=False, query__top_k=2,
+                               split__val_count=2, split__test_count=2)
+        raw = project / "data" / "raw"
+        (raw / "images").mkdir(parents=True)
+        (raw / "masks").mkdir()
+        for index, (image_id, image, mask) in enumerate(raw_data_set()):
+            imageio.write_png(raw / "images" / f"{image_id}.png", image)
+            if index < LABELED:
+                imageio.write_png(raw / "masks" / f"{image_id}.png", mask)
+        run(["dvc", "repro", "query"], project)
+
+    return built_once(tmp_path_factory, "queried_raw", build) / "project"
+
+
 @pytest.mark.slow
-def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(tmp_path):
+@pytest.mark.xdist_group("queried_raw_project")  # make test: both round trips on the worker that built it
+def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(queried_raw_project, tmp_path):
     from activeseg import labelme
 
-    project = make_project(tmp_path / "project", split__simulate=False, query__top_k=2)
+    project = copy_project(queried_raw_project, tmp_path / "project")
     raw = project / "data" / "raw"
-    (raw / "images").mkdir(parents=True)
-    (raw / "masks").mkdir()
-    truth = {}
-    for index, (image_id, image, mask) in enumerate(synthetic.generate(LABELED + UNLABELED, 48, 1, 3, seed=5)):
-        imageio.write_png(raw / "images" / f"{image_id}.png", image)
-        if index < LABELED:
-            imageio.write_png(raw / "masks" / f"{image_id}.png", mask)
-        else:
-            truth[image_id] = mask   # the annotator's knowledge, hidden from the pipeline
-    run(["dvc", "repro"], project)
+    truth = {image_id: mask for image_id, _, mask in raw_data_set()[LABELED:]}
 
     before = read_split(project)
     assert set(before.index[before["split"] == "pool"]) == set(truth)
@@ -55,14 +77,14 @@ def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(tmp_pa
 
     # The annotator opens the pre-filled file in Labelme, corrects the polygons and saves.
     document = json.loads((export / f"{picked}.json").read_text())
-    assert document["flags"] == {QUERIED_FLAG: True} and (document["imageHeight"], document["imageWidth"]) == (48, 48)
-    corrected = prediction_polygons(truth[picked] / 255.0, 48, 48, 0.5)
+    assert document["flags"] == {QUERIED_FLAG: True} and (document["imageHeight"], document["imageWidth"]) == (SIDE, SIDE)
+    corrected = prediction_polygons(truth[picked] / 255.0, SIDE, SIDE, 0.5)
     document["shapes"] = [{**shape_template(), "points": points} for points in corrected]
     annotations = raw / "annotations"
     annotations.mkdir()
     (annotations / f"{picked}.json").write_text(json.dumps(document))
     shutil.copyfile(export / f"{picked}.png", annotations / f"{picked}.png")
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "query"], project)
 
     after = read_split(project)
     assert after.loc[picked, "split"] == "train" and bool(after.loc[picked, "queried"])
@@ -152,26 +174,26 @@ def test_edited_export_survives_repro(finished_project, tmp_path):
 
 
 @pytest.mark.slow
-def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(tmp_path):
+@pytest.mark.xdist_group("queried_raw_project")
+def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(queried_raw_project, tmp_path):
     """The README round trip with `preprocess.tile_size`: the query ranks the pool's tiles and
-    exports tiles; one is corrected in Labelme and copied to data/raw as the README says; after
-    `dvc repro` exactly that tile, with exactly the edited polygons, is in train, its image is
-    ignored elsewhere and that image's other tiles are still in the pool."""
+    exports tiles; they are copied to data/raw as the README says, one corrected in Labelme; after
+    `dvc repro` exactly those tiles, with exactly their polygons, are in train, the rest of their
+    images is ignored and those images' other tiles are still in the pool."""
     from activeseg import labelme
     from activeseg.preprocess import load_split_arrays
     from activeseg.tile_labels import TILE_KEY
 
-    labeled, unlabeled, side, tile = 10, 3, 64, 32
-    project = make_project(tmp_path / "project", split__simulate=False, query__top_k=2,
-                           preprocess__tile_size=tile, split__val_count=2, split__test_count=2)
+    unlabeled, side, tile = UNLABELED, SIDE, TILE
+    # The whole-image round's first run with tiles switched on. Its query only has to rank and
+    # export tiles, which the whole-image model (32 px, as the tiles) does as well as one trained on
+    # tiles; so only the cut and the query run now, and the `dvc repro` after the annotation
+    # below runs every stage with tiles (plan, train and evaluate included).
+    project = copy_project(queried_raw_project, tmp_path / "project")
     raw = project / "data" / "raw"
-    (raw / "images").mkdir(parents=True)
-    (raw / "masks").mkdir()
-    for index, (image_id, image, mask) in enumerate(synthetic.generate(labeled + unlabeled, side, 1, 3, seed=5)):
-        imageio.write_png(raw / "images" / f"{image_id}.png", image)
-        if index < labeled:
-            imageio.write_png(raw / "masks" / f"{image_id}.png", mask)
-    run(["dvc", "repro"], project)
+    set_params(project, preprocess__tile_size=tile)
+    first = run(["dvc", "repro", "--single-item", "preprocess", "query"], project).stdout
+    assert "Running stage 'preprocess'" in first and "Running stage 'train'" not in first
 
     before = read_split(project)
     pool_images = set(before.index[before["split"] == "pool"])
@@ -194,7 +216,8 @@ def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(
     document["shapes"] = document["shapes"][1:] + [{**shape_template(), "points": [[3, 4], [25, 6], [12, 27]]}]
     edited.write_text(json.dumps(document))
     expected = labelme.rasterize(labelme.load(edited), tile, tile)[0] > 0
-    run(["dvc", "repro"], project)
+    second = run(["dvc", "repro"], project).stdout
+    assert all(f"Running stage '{stage}'" in second for stage in ("plan", "train", "query", "evaluate")), second
 
     after = read_split(project)
     sources = {labelme.load(raw / "annotations" / f"{i}.json").other[TILE_KEY]["image"] for i in chosen}
@@ -203,19 +226,26 @@ def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(
     for name in ("val", "test"):
         assert sorted(after.index[after["split"] == name]) == sorted(before.index[before["split"] == name])
     train = load_split_arrays(project / "data" / "prepared", "train")
-    position = list(train.ids).index(picked)
-    np.testing.assert_array_equal(train.masks[position, ..., 0] > 0, expected)
-    assert not train.ignore[position].any()
-    ignore = imageio.read_image(project / "data" / "ingested" / "ignore" / f"{source}.png") > 0
-    own_block = np.zeros((side, side), bool)
-    for tile_name in chosen:
-        if tile_name.startswith(f"{source}@"):
-            other = labelme.load(raw / "annotations" / f"{tile_name}.json").other[TILE_KEY]
-            own_block[other["y"]:other["y"] + tile, other["x"]:other["x"] + tile] = True
-    np.testing.assert_array_equal(ignore, ~own_block)
-    source_tiles = {f"{source}@y{ty}_x{tx}" for ty in (0, tile) for tx in (0, tile)}
     pool = load_split_arrays(project / "data" / "prepared", "pool")
-    assert set(pool.ids) & source_tiles == source_tiles - set(chosen), "the image's other tiles wait in the pool"
-    assert set(train.ids) & source_tiles == source_tiles & set(chosen)
+    # every copied tile labels its own block (not only the edited one, which may sit at 0, 0)
+    placements = {i: labelme.load(raw / "annotations" / f"{i}.json").other[TILE_KEY] for i in chosen}
+    assert {(where["y"], where["x"]) for where in placements.values()} != {(0, 0)}, \
+        "every annotated tile is at 0, 0: a tile put in the wrong place would go unseen"
+    for tile_name, where in placements.items():
+        labels = expected if tile_name == picked else \
+            labelme.rasterize(labelme.load(raw / "annotations" / f"{tile_name}.json"), tile, tile)[0] > 0
+        position = list(train.ids).index(tile_name)
+        np.testing.assert_array_equal(train.masks[position, ..., 0] > 0, labels, err_msg=tile_name)
+        assert not train.ignore[position].any(), tile_name
+    for image_id in sources:
+        ignore = imageio.read_image(project / "data" / "ingested" / "ignore" / f"{image_id}.png") > 0
+        own_block = np.zeros((side, side), bool)
+        for where in placements.values():
+            if where["image"] == image_id:
+                own_block[where["y"]:where["y"] + tile, where["x"]:where["x"] + tile] = True
+        np.testing.assert_array_equal(ignore, ~own_block, err_msg=image_id)
+        image_tiles = {f"{image_id}@y{ty}_x{tx}" for ty in (0, tile) for tx in (0, tile)}
+        assert set(pool.ids) & image_tiles == image_tiles - set(chosen), f"{image_id}'s other tiles wait in the pool"
+        assert set(train.ids) & image_tiles == image_tiles & set(chosen), image_id
     new_ranking = pd.read_csv(project / "data" / "query" / "ranking.csv", dtype={"id": str})
     assert not set(chosen) & set(new_ranking["id"]) and len(new_ranking) == 4 * unlabeled - 2
