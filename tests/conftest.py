@@ -43,9 +43,13 @@ TINY_OVERRIDES = {
 # `make test` (pytest-xdist: --dist loadgroup --no-loadscope-reorder) hands tests to its workers in
 # collection order, each xdist_group as one unit: the end-to-end tests (marked slow) go first, the
 # costliest first (by the pipeline stages each one runs), so no long run starts last; the quick unit
-# tests then fill in. The first one builds finished_project, which later ones copy.
-COSTLIEST_FIRST = ("test_pipeline.py::test_repro_then_experiment", "test_reproducibility.py", "test_mlflow_ui.py",
-                   "test_roundtrip.py", "test_faults.py", "test_scale_out.py", "test_simulation.py")
+# tests then fill in. The first one builds finished_project, which later ones copy; the next two,
+# the round trips on data of one's own (one xdist_group, three trainings), need no finished_project,
+# so the other worker starts on them instead of waiting for it.
+COSTLIEST_FIRST = ("test_pipeline.py::test_repro_then_experiment",
+                   "test_roundtrip.py::test_queried_image", "test_roundtrip.py::test_annotated_tile",
+                   "test_reproducibility.py", "test_mlflow_ui.py", "test_roundtrip.py", "test_faults.py",
+                   "test_scale_out.py", "test_simulation.py")
 
 
 def pytest_collection_modifyitems(items):
