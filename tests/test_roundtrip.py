@@ -234,6 +234,7 @@ def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(
     for tile_name, where in placements.items():
         labels = expected if tile_name == picked else \
             labelme.rasterize(labelme.load(raw / "annotations" / f"{tile_name}.json"), tile, tile)[0] > 0
+        assert tile_name in set(train.ids), f"{tile_name} was annotated but is not in train"
         position = list(train.ids).index(tile_name)
         np.testing.assert_array_equal(train.masks[position, ..., 0] > 0, labels, err_msg=tile_name)
         assert not train.ignore[position].any(), tile_name
