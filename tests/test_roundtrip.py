@@ -77,7 +77,8 @@ def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(querie
 
     # The annotator opens the pre-filled file in Labelme, corrects the polygons and saves.
     document = json.loads((export / f"{picked}.json").read_text())
-    assert document["flags"] == {QUERIED_FLAG: True} and (document["imageHeight"], document["imageWidth"]) == (SIDE, SIDE)
+    assert document["flags"] == {QUERIED_FLAG: True}
+    assert (document["imageHeight"], document["imageWidth"]) == (SIDE, SIDE)
     corrected = prediction_polygons(truth[picked] / 255.0, SIDE, SIDE, 0.5)
     document["shapes"] = [{**shape_template(), "points": points} for points in corrected]
     annotations = raw / "annotations"
