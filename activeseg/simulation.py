@@ -301,6 +301,20 @@ def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_f
     return summary
 
 
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """The summary's per-strategy figures as MLflow metrics, ``simulation_<strategy>_<key>``.
+    MLflow metrics are numbers: ``labels_ratio_ci90`` is logged as its two ends (``_low`` /
+    ``_high``), and what is undefined (None: a target never reached, an open interval end) is left
+    out rather than logged as a number it is not."""
+    metrics = {}
+    for strategy, values in summary["strategies"].items():
+        for key, value in values.items():
+            ends = zip(("_low", "_high"), value) if isinstance(value, (list, tuple)) else [("", value)]
+            metrics.update({f"simulation_{strategy}_{key}{suffix}": number for suffix, number in ends
+                            if number is not None})
+    return metrics
+
+
 def labels_ratio_interval(runs: pd.DataFrame, references: pd.DataFrame, strategy: str, target_fraction: float,
                           level: float = 0.9, resamples: int = 2000, seed: int = 0) -> list[Optional[float]]:
     """Percentile bootstrap interval over seeds of ``strategy``'s labels-to-target ratio to random's:

@@ -112,7 +112,7 @@ def training_dataset(train_set: SplitArrays, transform: Transform, params: Train
     dataset = dataset.enumerate()
     # One serial map thread and no autotuning: on a 2-core CPU AUTOTUNE's extra threads took
     # cores from the training step itself (pipeline at 0.72x in-memory speed, 1.06x without them).
-    dataset = dataset.map(lambda index, example: prepare(index, example), num_parallel_calls=1, deterministic=True)
+    dataset = dataset.map(prepare, num_parallel_calls=1, deterministic=True)
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1

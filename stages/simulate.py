@@ -37,7 +37,7 @@ def main() -> None:
         write_json(args.metrics, {"enabled": False})
         print("simulate: off (simulation.enabled: false); set it to true to compare strategies on learning curves")
         return
-    from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, write_figures
+    from activeseg.simulation import SimulationData, learning_curves, simulate, summarize, summary_metrics, write_figures
 
     params = load_effective_params(args.params, args.plan)
 
@@ -71,12 +71,7 @@ def main() -> None:
             write_figures(staging, runs, summary, sim.strategies)
         write_json(args.metrics, summary)
         if mlflow:
-            # MLflow metrics are numbers: the ratio's 90% interval is logged as its two ends
-            mlflow.log_metrics({f"simulation_{strategy}_{key}{suffix}": number
-                                for strategy, values in summary["strategies"].items()
-                                for key, value in values.items() if value is not None
-                                for suffix, number in (zip(("_low", "_high"), value) if isinstance(value, list)
-                                                       else [("", value)])})
+            mlflow.log_metrics(summary_metrics(summary))
             mlflow.log_artifacts(args.out, artifact_path="simulation")
             mlflow.log_artifacts(args.figures, artifact_path="simulation")
     for strategy, values in summary["strategies"].items():

@@ -369,3 +369,15 @@ def test_pool_and_test_images_are_normalised_once_for_all_rounds(tiny_params, mo
                          simulation__rounds=2, simulation__images_per_round=1, simulation__seeds=2)
     simulation.simulate(params, data)
     assert sorted(calls) == [2, 5]              # the test set and the pool, each once
+
+
+def test_summary_metrics_log_the_interval_as_two_ends_and_leave_out_what_is_undefined():
+    from activeseg.simulation import summary_metrics
+
+    summary = {"strategies": {
+        "mc_dropout": {"labels_to_target": None, "aulc": 0.7, "labels_ratio_ci90": [0.0, None]},
+        "random": {"labels_to_target": 16, "aulc": 0.6, "labels_ratio_ci90": [1.0, 1.0]}}}
+    assert summary_metrics(summary) == {
+        "simulation_mc_dropout_aulc": 0.7, "simulation_mc_dropout_labels_ratio_ci90_low": 0.0,
+        "simulation_random_labels_to_target": 16, "simulation_random_aulc": 0.6,
+        "simulation_random_labels_ratio_ci90_low": 1.0, "simulation_random_labels_ratio_ci90_high": 1.0}
