@@ -173,6 +173,9 @@ def main() -> None:
     parser.add_argument("--filters", type=int, default=16, help="unet_plain: first-level filters")
     parser.add_argument("--channels", type=int, default=3, choices=[1, 3])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="seeds run are first-seed .. first-seed + seeds - 1: a later run with the next seeds "
+                             "can be merged with an earlier one by bench/combine_label_efficiency.py")
     parser.add_argument("--warm-start", action="store_true", help="simulation.warm_start: each round continues "
                         "from the previous round's model")
     parser.add_argument("--sampling", default="head_dropout", choices=["head_dropout", "tta", "mc_network"])
@@ -188,7 +191,7 @@ def main() -> None:
     args = parser.parse_args()
     strategies = args.strategies.split(",")
     params = parse_params({
-        "seed": 1, "preprocess": {"size": args.size, "channels": args.channels},
+        "seed": args.first_seed, "preprocess": {"size": args.size, "channels": args.channels},
         "train": {"batch_size": args.batch_size, "early_stopping_patience": args.epochs,
                   "architecture": args.architecture, "plain_filters": args.filters,
                   "dropout_placement": args.dropout_placement},

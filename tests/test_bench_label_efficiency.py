@@ -67,3 +67,52 @@ def test_picked_foreground_share_counts_revealed_images_per_strategy():
                          "added_ids": [None, "a b", "c d", None, "c e"]})
     holds = {"a": True, "b": True, "c": False, "d": True, "e": False}
     assert label_efficiency.picked_foreground_share(runs, holds) == {"entropy": 0.75, "random": 0.0}
+
+
+def _write_run(folder, seeds, dice_offset=0.0, picked=None):
+    """A label-efficiency run folder as bench/label_efficiency.py writes it: random and entropy,
+    round 0 at 4 labels, round 1 at 8 (entropy reaches the target there, random only at 12)."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for seed in seeds:
+        for strategy, dice in (("entropy", [0.5, 0.9, 0.92]), ("random", [0.5, 0.7, 0.9])):
+            rows += [{"strategy": strategy, "seed": seed, "round": number, "labeled": 4 + 4 * number,
+                      "dice": value + dice_offset, "added_ids": "", "spearman": 0.5, "error_lift": 2.0}
+                     for number, value in enumerate(dice)]
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
+    pd.DataFrame({"seed": seeds, "labeled": 40, "dice": [0.94 + dice_offset] * len(seeds)}).to_csv(
+        folder / "full_pool.csv", index=False)
+    arguments = {"dataset": "soybean", "out": str(folder), "seeds": len(seeds), "first_seed": seeds[0],
+                 "strategies": "entropy,random", "rounds": 2, "per_round": 4}
+    (folder / "summary.json").write_text(json.dumps({"seeds": len(seeds), "benchmark": {
+        "dataset": "soybean", "arguments": arguments, "pool_foreground_share": 0.2,
+        "picked_foreground_share": picked or {"entropy": 0.5, "random": 0.2}}}))
+
+
+def test_combine_extends_a_run_with_later_seeds_and_refuses_a_shared_seed_that_differs(tmp_path):
+    import json
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "combine_label_efficiency.py"
+    _write_run(tmp_path / "first", [1, 2])
+    _write_run(tmp_path / "later", [3, 4, 5, 6], picked={"entropy": 0.8, "random": 0.2})
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "all"),
+                           str(tmp_path / "first"), str(tmp_path / "later")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["seeds"] == 6
+    assert summary["strategies"]["entropy"]["labels_ratio_to_random"] == round(8 / 12, 4)
+    # weighted by seeds: (0.5 * 2 + 0.8 * 4) / 6
+    assert summary["benchmark"]["picked_foreground_share"] == {"entropy": 0.7, "random": 0.2}
+    import pandas as pd
+    assert pd.read_csv(tmp_path / "all" / "full_pool.csv")["seed"].tolist() == [1, 2, 3, 4, 5, 6]
+
+    _write_run(tmp_path / "other", [2, 3], dice_offset=0.01)   # seed 2 again, but not the same simulation
+    refused = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "bad"),
+                              str(tmp_path / "first"), str(tmp_path / "other")], capture_output=True, text=True)
+    assert refused.returncode != 0 and "differ for a seed they share" in refused.stderr
+    assert not (tmp_path / "bad").exists()
