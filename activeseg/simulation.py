@@ -11,9 +11,8 @@ Dice). The normalised pool and test images are computed once, not per round.
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
 :class:`Trainer`), or with ``warm_start`` the previous round's model (its weights, batch-norm
-statistics included; a fresh optimizer, as the train stage compiles one, and those weights
-kept where no epoch beats them on validation), trained for ``epochs_per_round`` epochs on the
-labeled images as they are,
+statistics included; a fresh optimizer, as the train stage compiles one), trained for
+``epochs_per_round`` epochs on the labeled images as they are,
 without augmentation, so the curves compare strategies and not augmentation luck. With
 ``steps_per_epoch`` > 0 every round gets the same number of training steps, so a round with few
 labeled images is not also an undertrained model (with 0, an epoch is one pass over the labeled
@@ -151,33 +150,24 @@ class Trainer:
 
     def fit(self, labeled: SplitArrays, seed: int, start: Optional[list[np.ndarray]] = None):
         """The model trained on ``labeled`` from its seed's fresh state, or from ``start`` (a
-        :func:`model_state`; the optimizer still as built); returns the model: its best epoch by
-        validation Dice, or ``start`` itself where no epoch beats it."""
+        :func:`model_state`; the optimizer still as built); returns the model."""
         from activeseg.runtime import keras, seed_everything
 
         self.reset(seed)
-        start_dice = None
         if start is not None:
             restore_state(self.model, start)
-            start_dice = self.model.evaluate(*self._val, verbose=0, return_dict=True)["dice"]
         seed_everything(seed)
         epochs, steps = self.params.simulation.epochs_per_round, self.params.simulation.steps_per_epoch
         best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
                                                    restore_best_weights=True)
         images, targets = self.data.transform.normalize(labeled.images), pack_targets(labeled.masks, labeled.ignore)
         if steps:
-            history = self.model.fit(labeled_stream(images, targets, self.params.train.batch_size, seed),
-                                     steps_per_epoch=steps, shuffle=False, validation_data=self._val, epochs=epochs,
-                                     callbacks=[best_epoch], verbose=0)
+            self.model.fit(labeled_stream(images, targets, self.params.train.batch_size, seed), steps_per_epoch=steps,
+                           shuffle=False, validation_data=self._val, epochs=epochs, callbacks=[best_epoch],
+                           verbose=0)
         else:
-            history = self.model.fit(images, targets, validation_data=self._val, epochs=epochs,
-                                     batch_size=self.params.train.batch_size, shuffle=True, callbacks=[best_epoch],
-                                     verbose=0)
-        # The starting weights are a trained model too, a candidate like every epoch: a round that
-        # only made the model worse on validation (a fresh optimizer's first steps, picks unlike the
-        # test images) keeps the previous round's model, as a user would keep their last good one
-        if start_dice is not None and max(history.history["val_dice"]) < start_dice:
-            restore_state(self.model, start)
+            self.model.fit(images, targets, validation_data=self._val, epochs=epochs,
+                           batch_size=self.params.train.batch_size, shuffle=True, callbacks=[best_epoch], verbose=0)
         return self.model
 
 

@@ -348,35 +348,6 @@ def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_par
         assert same(starts[round_number], starts[1]) != warm_start       # cold: the seed's fresh weights
 
 
-def _blank(arrays):
-    from activeseg.preprocess import SplitArrays
-
-    return SplitArrays(arrays.ids, arrays.images, np.zeros_like(arrays.masks), arrays.ignore)
-
-
-@pytest.mark.parametrize("start_beats_every_epoch", [True, False])
-def test_a_warm_round_that_only_gets_worse_on_validation_keeps_its_starting_weights(tiny_params, monkeypatch,
-                                                                                    start_beats_every_epoch):
-    """Trained on blank masks the model learns to predict nothing, so its validation Dice falls to 0:
-    the round keeps the weights it started from. Where an epoch beats the start, the trained
-    weights stay (here: the start is made to score below every epoch)."""
-    from activeseg import simulation
-
-    data = _tiny_simulation_data()
-    params = tiny_params(train__architecture="unet_plain", train__plain_filters=4, train__batch_size=2,
-                         train__learning_rate=0.01, simulation__enabled=True, simulation__epochs_per_round=2,
-                         simulation__steps_per_epoch=3, simulation__warm_start=True)
-    trainer = simulation.Trainer(params, data)
-    start = simulation.model_state(trainer.fit(data.labeled_with([0, 1, 2]), seed=1))
-    if not start_beats_every_epoch:
-        monkeypatch.setattr(trainer.model, "evaluate", lambda *args, **kwargs: {"dice": -1.0}, raising=False)
-    model = trainer.fit(_blank(data.labeled_with([0, 1, 2])), seed=1, start=start)
-    kept = all(np.array_equal(now, before) for now, before in zip(simulation.model_state(model), start))
-    assert kept == start_beats_every_epoch
-    if not start_beats_every_epoch:   # the blank masks were learned: the model predicts nothing
-        assert simulation.dice_on_test(model, data, 0.5) == 0.0
-
-
 def test_pool_and_test_images_are_normalised_once_for_all_rounds(tiny_params, monkeypatch):
     from activeseg import simulation
 
