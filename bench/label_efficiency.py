@@ -77,17 +77,24 @@ def arrays(transform: Transform, items) -> SplitArrays:
                        np.ones(len(items), bool))
 
 
-def split_groups(groups: dict, test: int, val: int, initial: int, seed: int, fixed: Optional[tuple] = None):
-    """Whole groups (sections / images) to test and val; ``initial`` items of the rest start labeled.
-    ``fixed``: (test names, val names) instead of ``test`` / ``val`` groups drawn with ``seed``."""
+def split_groups(groups: dict, test: int, val: int, initial: int, seed: int, fixed: Optional[tuple] = None,
+                 initial_groups: int = 0):
+    """Whole groups (sections / images) to test and val; ``initial`` items of the rest start labeled,
+    or with ``initial_groups`` every item of that many whole groups (a user who annotated a few
+    whole photographs before tiling the rest). ``fixed``: (test names, val names) instead of
+    ``test`` / ``val`` groups drawn with ``seed``."""
     rng = np.random.default_rng(seed)
     names = sorted(groups)
     rng.shuffle(names)
     test_names, val_names = fixed if fixed else (names[:test], names[test:test + val])
     test_items = [item for name in test_names for item in groups[name]]
     val_items = [item for name in val_names for item in groups[name]]
-    rest = [item for name in names if name not in {*test_names, *val_names} for item in groups[name]]
+    rest_names = [name for name in names if name not in {*test_names, *val_names}]
+    initial_items = [item for name in rest_names[:initial_groups] for item in groups[name]]
+    rest = [item for name in rest_names[initial_groups:] for item in groups[name]]
     order = rng.permutation(len(rest))
+    if initial_groups:
+        return test_items, val_items, initial_items, [rest[i] for i in order]
     return test_items, val_items, [rest[i] for i in order[:initial]], [rest[i] for i in order[initial:]]
 
 
@@ -163,6 +170,9 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=20, help="test groups (synthetic images / ISBI sections)")
     parser.add_argument("--val", type=int, default=10, help="val groups")
     parser.add_argument("--initial", type=int, default=4, help="labeled images at round 0")
+    parser.add_argument("--initial-groups", type=int, default=0,
+                        help="instead of --initial: every tile of this many whole photographs / sections starts "
+                             "labeled, as a user who annotated a few whole images before tiling the rest")
     parser.add_argument("--size", type=int, default=64, help="model input side")
     parser.add_argument("--strategies", default="mc_dropout,entropy,bald,random")
     parser.add_argument("--rounds", type=int, default=5)
@@ -204,7 +214,8 @@ def main() -> None:
     groups = load_dataset(args.dataset, args.count, seed=0, isbi_foreground=args.isbi_foreground, scale=args.scale,
                           tile=tile)
     test, val, initial, pool = split_groups(groups, args.test, args.val, args.initial, seed=0,
-                                            fixed=(SOYBEAN_TEST, SOYBEAN_VAL) if args.dataset == "soybean" else None)
+                                            fixed=(SOYBEAN_TEST, SOYBEAN_VAL) if args.dataset == "soybean" else None,
+                                            initial_groups=args.initial_groups)
     pool = pool[: args.max_pool] if args.max_pool else pool
     if args.pool_empty:
         pool += [(f"empty_{index:04d}", image, mask)

@@ -42,6 +42,16 @@ def test_fixed_groups_go_whole_to_test_and_val():
     assert {item.split("_")[0] for item in rest} == {str(name) for name in range(1, 6)}
 
 
+def test_initial_groups_start_labeled_whole_and_the_pool_holds_every_other_tile():
+    groups = {name: [(f"{name}_{index}", None, None) for index in range(5)] for name in range(1, 9)}
+    test, val, initial, pool = label_efficiency.split_groups(groups, 0, 0, 3, seed=0, fixed=([7, 8], [6]),
+                                                             initial_groups=2)
+    initial_names = {item[0].split("_")[0] for item in initial}
+    assert len(initial) == 10 and len(initial_names) == 2 and not initial_names & {"6", "7", "8"}
+    assert sorted(item[0] for item in pool) == sorted(f"{name}_{index}" for name in range(1, 6) for index in range(5)
+                                                     if str(name) not in initial_names)
+
+
 def test_soybean_photograph_is_cut_into_tiles_of_its_rescaled_pixels(shared_datasets):
     from activeseg import imageio
     from activeseg.tiling import rescale, tile_source
