@@ -281,16 +281,22 @@ def score_pool(model, images: np.ndarray, strategy: str, passes: int, reduction:
     return PoolScores(image_scores, maps, probabilities, embeddings)
 
 
-def rank(ids: np.ndarray, scores: np.ndarray, strategy: str, tiles: bool = False):
-    """A ranking table (id, score, rank, strategy), most informative first; ties broken by id so
-    the order is stable. ``tiles``: the ids are tile ids, and the source image and the tile's
-    position (y, x at ``preprocess.scale``) follow the id."""
+def rank(ids: np.ndarray, scores: np.ndarray, strategy: str, tiles: bool = False, seed: int = 0):
+    """A ranking table (id, score, rank, strategy), most informative first. Ties are broken by a
+    shuffle seeded with ``seed`` (the same ids and seed give the same order, whatever order they
+    come in): ties are common where a weak model predicts nothing on many tiles, and breaking
+    them by id would send the annotator the first tiles of the alphabetically first images.
+    ``tiles``: the ids are tile ids, and the source image and the tile's position (y, x at
+    ``preprocess.scale``) follow the id."""
     import pandas as pd
 
     from activeseg.tiling import parse_tile_id
 
     table = pd.DataFrame({"id": np.asarray(ids).astype(str), "score": scores, "strategy": strategy})
-    table = table.sort_values(["score", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    table = table.sort_values("id", kind="stable").reset_index(drop=True)
+    table["tie_break"] = np.random.default_rng(seed).permutation(len(table))
+    table = table.sort_values(["score", "tie_break"], ascending=[False, True]).drop(columns="tie_break")
+    table = table.reset_index(drop=True)
     table.insert(2, "rank", np.arange(1, len(table) + 1))
     if tiles:
         places = [parse_tile_id(tile) for tile in table["id"]]

@@ -217,7 +217,7 @@ def simulate(params: Params, data: SimulationData,
                 errors = image_errors(data.pool.masks[remaining], predict_probabilities(model, pool_images), threshold,
                                       data.pool.ignore[remaining])
                 agreement = score_error_agreement(scored.scores, errors, sim.images_per_round)
-                ranking = rank(remaining.astype(str), scored.scores, strategy)
+                ranking = rank(remaining.astype(str), scored.scores, strategy, seed=seed * 1000 + round_number)
                 added = [int(index) for index in pick(ranking, remaining.astype(str), scored.embeddings,
                                                       sim.images_per_round, params.query.candidates_per_pick,
                                                       seed * 1000 + round_number)]

@@ -45,7 +45,7 @@ def main() -> None:
 
         # a pool of tiles keeps no maps (they would be full-resolution maps of every pool image)
         scored = score(pool, keep_maps=not tiles)
-    ranking = rank(pool.ids, scored.scores, query.strategy, tiles=tiles)
+    ranking = rank(pool.ids, scored.scores, query.strategy, tiles=tiles, seed=params.seed)
     chosen = pick(ranking, pool.ids, scored.embeddings, query.top_k, query.candidates_per_pick, params.seed)
     if tiles and chosen:  # the picked tiles' maps, for their polygons and uncertainty pictures
         picked = pool.subset(chosen)
