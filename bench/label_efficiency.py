@@ -39,6 +39,10 @@ Issue 15's runs (5 seeds, one thread each; the commands and figures are in bench
         --filters 8 --epochs 8 --steps 20 --batch-size 8 --initial 24 --per-round 12 --rounds 5 --seeds 5 \
         --strategies entropy,mc_dropout,random --reduction foreground_border \
         --out bench/results/label_efficiency_soybean
+
+``bench/results/label_efficiency_soybean_warm`` is the last command with ``--warm-start``, run
+twice (``--seeds 5``, then ``--seeds 5 --first-seed 6``) and merged:
+``python bench/combine_label_efficiency.py --out bench/results/label_efficiency_soybean_warm RUN1 RUN2``.
 """
 
 from __future__ import annotations
