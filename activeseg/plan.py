@@ -10,7 +10,9 @@ wins and the plan says so. The plan is a pure function of the manifest, the spli
 so the same data gives the same ``data/plan.json`` and DVC's caching still holds.
 
 Every stage that reads one of those params reads it through :func:`effective_params` (or
-:func:`load_effective_params`), never from params.yaml directly.
+:func:`load_effective_params`), never from params.yaml directly. The preprocess stage reads only
+:data:`PREPROCESS_KEYS`, from their own file (:func:`plan_values`): a change to a training-only
+param such as ``epochs`` re-plans but leaves that file's bytes, and so DVC's preprocess, as they are.
 
 The rules' numbers were measured on this project's data sets (see README "The data plans the
 defaults"): the built-in synthetic set must keep its tuned configuration (64 px RGB, sm_unet,
@@ -150,6 +152,7 @@ RULES: dict[str, Callable[[dict, dict, Params], tuple[Any, str]]] = {
     "epochs": _epochs,
 }
 assert set(RULES) == set(AUTO_KEYS)
+PREPROCESS_KEYS = tuple(key for key in AUTO_KEYS if key.startswith("preprocess."))  # all that preprocess reads
 
 
 def _get(params: Params, key: str) -> Any:
@@ -183,19 +186,28 @@ def make_plan(params: Params, manifest: pd.DataFrame, split: pd.DataFrame) -> di
     return plan
 
 
-def effective_params(params: Params, plan: dict[str, Any]) -> Params:
-    """``params`` with each ``auto`` replaced by the plan's value (explicit values always win)."""
+def plan_values(plan: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The plan's values for ``keys`` alone, in the plan's format: what a stage reading only those
+    depends on. Without the reasons, which also name params the values do not depend on (the
+    backbone in normalization's), so that such a change does not re-run the stage."""
+    return {"params": {key: {"value": plan["params"][key]["value"]} for key in keys}}
+
+
+def effective_params(params: Params, plan: dict[str, Any], keys: tuple[str, ...] = AUTO_KEYS,
+                     source: str = "data/plan.json") -> Params:
+    """``params`` with each ``auto`` among ``keys`` replaced by the plan's value (explicit values
+    always win); the other ``auto`` params stay ``auto`` (a stage that reads only ``keys``)."""
     decided = plan.get("params", {})
-    for key in AUTO_KEYS:
+    for key in keys:
         if not is_auto(_get(params, key)):
             continue
-        if key not in decided:
-            raise ActivesegError(f"data/plan.json: no value for `{key}`; run `dvc repro plan` to remake the plan")
+        if not isinstance(decided.get(key), dict) or "value" not in decided[key]:
+            raise ActivesegError(f"{source}: no value for `{key}`; run `dvc repro plan` to remake the plan")
         params = _replace(params, key.split("."), decided[key]["value"])
     try:
         return check_params(params, "params.yaml")
     except ActivesegError as error:
-        raise ActivesegError(f"{error} (with the values data/plan.json decided for the `auto` params)") from None
+        raise ActivesegError(f"{error} (with the values {source} decided for the `auto` params)") from None
 
 
 def _replace(obj: Any, path: list[str], value: Any) -> Any:
@@ -209,14 +221,19 @@ def read_plan(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ActivesegError(f"{path}: not found; run `dvc repro plan` first")
     try:
-        return json.loads(path.read_text())
+        plan = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise ActivesegError(f"{path}: not valid JSON; delete it and run `dvc repro plan`") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("params"), dict):
+        raise ActivesegError(f"{path}: not a plan (no `params` mapping); delete it and run `dvc repro plan`")
+    return plan
 
 
-def load_effective_params(params_path: str | Path, plan_path: str | Path) -> Params:
-    """params.yaml with its ``auto`` values decided by the plan: what every stage after the plan reads."""
-    return effective_params(load_params(params_path), read_plan(plan_path))
+def load_effective_params(params_path: str | Path, plan_path: str | Path,
+                          keys: tuple[str, ...] = AUTO_KEYS) -> Params:
+    """params.yaml with its ``auto`` values among ``keys`` decided by the plan (``data/plan.json``,
+    or for preprocess ``data/plan_preprocess.json``): what every stage after the plan reads."""
+    return effective_params(load_params(params_path), read_plan(plan_path), keys, str(plan_path))
 
 
 def describe(plan: dict[str, Any]) -> str:

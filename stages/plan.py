@@ -1,4 +1,5 @@
-"""DVC stage plan: the ingested data's fingerprint → a value and a reason for every param left at `auto`."""
+"""DVC stage plan: the ingested data's fingerprint → a value and a reason for every param left at `auto`,
+and the preprocess stage's share of those values in a file of their own."""
 
 import argparse
 
@@ -6,7 +7,7 @@ from activeseg.errors import run_main
 from activeseg.ingest import read_manifest
 from activeseg.outputs import write_json
 from activeseg.params import load_params
-from activeseg.plan import describe, make_plan
+from activeseg.plan import PREPROCESS_KEYS, describe, make_plan, plan_values
 from activeseg.split import read_split
 
 
@@ -16,9 +17,12 @@ def main() -> None:
     parser.add_argument("--ingested", required=True)
     parser.add_argument("--split", required=True)
     parser.add_argument("--out", required=True, help="the plan (JSON) to write")
+    parser.add_argument("--preprocess-out", required=True,
+                        help="the values preprocess reads (JSON), so that train-only changes leave it as it is")
     args = parser.parse_args()
     plan = make_plan(load_params(args.params), read_manifest(args.ingested), read_split(args.split))
     write_json(args.out, plan)
+    write_json(args.preprocess_out, plan_values(plan, PREPROCESS_KEYS))
     print(describe(plan))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from activeseg.errors import ActivesegError
 from activeseg.params import AUTO_KEYS, parse_params
-from activeseg.plan import describe, effective_params, make_plan
+from activeseg.plan import PREPROCESS_KEYS, describe, effective_params, make_plan, plan_values
 from conftest import make_project, run, tiny_params_dict
 
 AUTO_PARAMS = {key: "auto" for key in AUTO_KEYS}
@@ -181,6 +181,45 @@ def test_a_plan_without_a_value_for_an_auto_param_is_an_error():
         effective_params(params_with(), plan)
 
 
+def test_preprocess_values_are_the_preprocess_decisions_alone_and_train_changes_leave_them():
+    manifest, split = made_up(train=21, side=64, gray=False)
+    plan = make_plan(params_with(), manifest, split)
+    values = plan_values(plan, PREPROCESS_KEYS)
+    assert values == {"params": {"preprocess.channels": {"value": 3}, "preprocess.size": {"value": 64},
+                                 "preprocess.normalization": {"value": "unit"}}}
+    # epochs, or a backbone whose reason for `unit` names it: the plan changes, preprocess's values not
+    for change in ({"epochs": 4}, {"train__backbone": "resnet34"}):
+        replanned = make_plan(params_with(**change), manifest, split)
+        assert replanned["params"] != plan["params"]
+        assert json.dumps(plan_values(replanned, PREPROCESS_KEYS), sort_keys=True) == json.dumps(values, sort_keys=True)
+
+
+def test_preprocess_reads_its_auto_params_from_its_own_file_alone(tmp_path):
+    import yaml
+
+    from activeseg.outputs import write_json
+    from activeseg.plan import load_effective_params
+
+    params_path, values_path = tmp_path / "params.yaml", tmp_path / "plan_preprocess.json"
+    params_path.write_text(yaml.safe_dump(tiny_params_dict(**{key.replace(".", "__"): "auto" for key in AUTO_KEYS})))
+    write_json(values_path, plan_values(make_plan(params_with(), *made_up(train=21, side=64, gray=False)),
+                                        PREPROCESS_KEYS))
+    effective = load_effective_params(params_path, values_path, PREPROCESS_KEYS)
+    assert (effective.preprocess.channels, effective.preprocess.size, effective.preprocess.normalization) == \
+        (3, 64, "unit")
+    assert effective.train.architecture == "auto" and effective.epochs == "auto"  # not preprocess's to know
+    with pytest.raises(ActivesegError, match=rf"^{re.escape(str(values_path))}: no value for `train.architecture`"):
+        load_effective_params(params_path, values_path)  # what train reads needs the full plan
+    for text, problem in (("{", "not valid JSON"), ("[]", "not a plan"), ('{"params": {"preprocess.channels": 3}}',
+                                                                         "no value for `preprocess.channels`")):
+        values_path.write_text(text)
+        with pytest.raises(ActivesegError, match=rf"^{re.escape(str(values_path))}: {problem}.*dvc repro plan"):
+            load_effective_params(params_path, values_path, PREPROCESS_KEYS)
+    values_path.unlink()
+    with pytest.raises(ActivesegError, match=r"plan_preprocess.json: not found; run `dvc repro plan`"):
+        load_effective_params(params_path, values_path, PREPROCESS_KEYS)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("train.batch_size", "auto", "`train.batch_size` must be a whole number, not 'auto'"),
     ("epochs", 2.5, "`epochs` must be a whole number, not 2.5 (or auto: decided from the data)"),
@@ -206,14 +245,19 @@ def test_params_yaml_leaves_the_plan_able_keys_to_the_plan():
 
 @pytest.mark.slow
 def test_plan_stage_in_a_project(tmp_path):
-    """`dvc repro plan` on the built-in data writes the plan, prints it, and re-plans on `-S epochs=4`."""
+    """`dvc repro preprocess` on the built-in data writes the plan and prints it; `-S epochs=4`
+    re-plans but leaves preprocess alone (its outputs would come out the same)."""
     project = make_project(tmp_path / "project", **{key.replace(".", "__"): "auto" for key in AUTO_KEYS})
-    output = run(["dvc", "repro", "plan"], project).stdout
+    output = run(["dvc", "repro", "preprocess"], project).stdout
     plan = json.loads((project / "data" / "plan.json").read_text())
     assert plan["params"]["epochs"] == {"value": 10, "by": "plan", "reason": plan["params"]["epochs"]["reason"]}
     assert plan["fingerprint"]["images"] == 24 and not plan["fingerprint"]["all_gray"]
     assert "plan: 24 images" in output and "preprocess.size" in output
-    run(["dvc", "exp", "run", "plan", "-S", "epochs=4"], project)
+    # committed with the code like plan.json: untracked after the run, not ignored
+    assert run(["git", "status", "--porcelain", "data/plan_preprocess.json"], project).stdout.startswith("??")
+    output = run(["dvc", "exp", "run", "preprocess", "-S", "epochs=4"], project).stdout
+    assert "Running stage 'plan'" in output
+    assert "Stage 'preprocess' didn't change, skipping" in output, output
     plan = json.loads((project / "data" / "plan.json").read_text())
     assert plan["params"]["epochs"]["value"] == 4 and plan["params"]["epochs"]["by"] == "params.yaml"
     from activeseg.plan import load_effective_params  # what train reads
@@ -257,5 +301,10 @@ def test_the_plan_stage_reruns_on_every_param_a_rule_reads():
     assert {"preprocess.tile_size", "train.backbone"} <= read
     declared = set(stages["plan"]["params"])
     assert {key for key in read if key not in declared and key.split(".")[0] not in declared} == set()
-    for stage in ("preprocess", "train", "simulate"):  # the stages that read the plan's values
-        assert "data/plan.json" in stages[stage]["deps"] and "--plan data/plan.json" in stages[stage]["cmd"]
+    # the stages that read the plan's values; preprocess its share alone, so `-S epochs=4` skips it
+    for stage, plan in (("preprocess", "data/plan_preprocess.json"), ("train", "data/plan.json"),
+                        ("simulate", "data/plan.json")):
+        assert plan in stages[stage]["deps"] and f"--plan {plan} " in stages[stage]["cmd"]
+    assert "data/plan.json" not in stages["preprocess"]["deps"]
+    assert {"data/plan.json": {"cache": False}} in stages["plan"]["outs"]
+    assert {"data/plan_preprocess.json": {"cache": False}} in stages["plan"]["outs"]
