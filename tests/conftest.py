@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xdist_groups import keep_groups
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 VENV_BIN = Path(sys.executable).parent
@@ -41,7 +43,7 @@ TINY_OVERRIDES = {
 
 
 # `make test` (pytest-xdist: --dist loadgroup --no-loadscope-reorder) hands tests to its workers in
-# collection order, each xdist_group as one unit: the end-to-end tests (marked slow) go first, the
+# collection order, each xdist_group as one unit (xdist_groups.py): the end-to-end tests (marked slow) go first, the
 # costliest first (by the pipeline stages each one runs), so no long run starts last; the quick unit
 # tests then fill in. The first one builds finished_project, which later ones copy; the next two,
 # the round trips on data of one's own (one xdist_group, three trainings), need no finished_project,
@@ -52,12 +54,14 @@ COSTLIEST_FIRST = ("test_pipeline.py::test_repro_then_experiment",
                    "test_scale_out.py", "test_simulation.py")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own, which marks each test of an xdist_group
 def pytest_collection_modifyitems(items):
     def rank(item) -> tuple:
         listed = [index for index, prefix in enumerate(COSTLIEST_FIRST) if item.nodeid.startswith(f"tests/{prefix}")]
         return (item.get_closest_marker("slow") is None, listed[0] if listed else len(COSTLIEST_FIRST))
 
     items.sort(key=rank)  # stable: a file's tests keep their order (test_faults' depend on it)
+    keep_groups(items)
 
 
 def set_dotted(mapping: dict, dotted_key: str, value) -> None:
