@@ -30,7 +30,11 @@ TINY_OVERRIDES = {
     # the rest of the params the plan may decide (`auto` in params.yaml), fixed for unit tests
     "preprocess.channels": 3,
     "preprocess.normalization": "unit",
-    "train.architecture": "sm_unet",
+    # the small plain U-Net: an sm_unet (resnet18, ~14 M parameters, a 58 MB file) costs a tiny
+    # `dvc repro` a third more in saving and loading alone; the tests about sm_unet, and the
+    # shared finished_project (the default run), ask for it
+    "train.architecture": "unet_plain",
+    "train.plain_filters": 8,
     "train.crop_size": 0,
     "train.steps_per_epoch": 0,
     "augment.variants": 1,
@@ -43,15 +47,15 @@ TINY_OVERRIDES = {
 
 
 # `make test` (pytest-xdist: --dist loadgroup --no-loadscope-reorder) hands tests to its workers in
-# collection order, each xdist_group as one unit (xdist_groups.py): the end-to-end tests (marked slow) go first, the
-# costliest first (by the pipeline stages each one runs), so no long run starts last; the quick unit
-# tests then fill in. The first one builds finished_project, which later ones copy; the next two,
+# collection order, each xdist_group as one unit (xdist_groups.py): the end-to-end tests (marked
+# slow) go first, the costliest first (as measured with --durations), so no long run starts last; the
+# quick unit tests then fill in. The first one builds finished_project, which later ones copy; the next two,
 # the round trips on data of one's own (one xdist_group, three trainings), need no finished_project,
 # so the other worker starts on them instead of waiting for it.
 COSTLIEST_FIRST = ("test_pipeline.py::test_repro_then_experiment",
                    "test_roundtrip.py::test_queried_image", "test_roundtrip.py::test_annotated_tile",
-                   "test_reproducibility.py", "test_mlflow_ui.py", "test_roundtrip.py", "test_faults.py",
-                   "test_scale_out.py", "test_simulation.py")
+                   "test_scale_out.py::test_queued", "test_mlflow_ui.py", "test_reproducibility.py",
+                   "test_faults.py", "test_roundtrip.py", "test_scale_out.py", "test_simulation.py")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own, which marks each test of an xdist_group
@@ -181,17 +185,22 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 
 
 FINISHED_REPRO_LOG = "repro.log.json"
+# set_params(copy, **PLAIN_ARCHITECTURE): a copy of finished_project that retrains the tiny
+# models' unet_plain instead of its sm_unet
+PLAIN_ARCHITECTURE = {"train__architecture": TINY_OVERRIDES["train.architecture"]}
 
 
 @pytest.fixture(scope="session")
 def finished_project(tmp_path_factory) -> Path:
-    """A tiny clone (:func:`make_project`, no overrides) whose whole pipeline ran once with
-    ``dvc repro`` on its local MLflow store: the costliest step of the suite, so it is done once
-    per session and shared. Read-only: a test that changes anything works on
-    :func:`copy_project` of it. ``FINISHED_REPRO_LOG`` beside it holds that repro's output."""
+    """A tiny clone (:func:`make_project`) whose whole pipeline ran once with ``dvc repro`` on its
+    local MLflow store: the costliest step of the suite, so it is done once per session and shared.
+    Its architecture is left to the plan, which picks the default run's sm_unet for these small
+    colour images (test_pipeline checks). Read-only: a test that changes anything works on
+    :func:`copy_project` of it (and, where it retrains without being about the architecture,
+    sets ``PLAIN_ARCHITECTURE``). ``FINISHED_REPRO_LOG`` beside it holds that repro's output."""
 
     def build(folder: Path) -> None:
-        project = make_project(folder / "project")
+        project = make_project(folder / "project", train__architecture="auto")
         result = run(["dvc", "repro"], project)
         (folder / FINISHED_REPRO_LOG).write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
 
@@ -262,8 +271,9 @@ def shared_datasets() -> Path:
 
 @pytest.fixture(scope="session")
 def untrained_model(tmp_path_factory):
-    """``(model.keras, stats.json)``: an untrained 32-px RGB U-Net (resnet18) and a matching
-    z-score transform, for tests of what consumes a model (evaluate, predict)."""
+    """``(model.keras, stats.json)``: an untrained 32-px RGB U-Net (the tiny params' plain one: a
+    resnet18 file takes each loading process seconds more) and a matching z-score transform, for
+    tests of what consumes a model (evaluate, predict)."""
     from activeseg.model import build_unet, save_model
     from activeseg.outputs import write_json
     from activeseg.params import TrainParams
@@ -272,7 +282,9 @@ def untrained_model(tmp_path_factory):
 
     seed_everything(0)
     folder = tmp_path_factory.mktemp("untrained_model")
-    save_model(build_unet(TrainParams(), 32, 3), folder / "model.keras")
+    params = TrainParams(architecture=TINY_OVERRIDES["train.architecture"],
+                         plain_filters=TINY_OVERRIDES["train.plain_filters"])
+    save_model(build_unet(params, 32, 3), folder / "model.keras")
     transform = Transform(32, 3, "zscore", mean=(0.4, 0.5, 0.45), std=(0.2, 0.25, 0.3))
     write_json(folder / "stats.json", transform.to_json())
     return folder / "model.keras", folder / "stats.json"

@@ -67,7 +67,10 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 3
 def prepared_project(tmp_path_factory):
     """A tiny clone with every stage up to augment done (no TensorFlow needed so far). Its tests
     change it in turn, in file order (one xdist_group: make test runs them on one worker)."""
-    project = make_project(tmp_path_factory.mktemp("faults") / "project", epochs=2, train__resume=True)
+    # 20 steps: an epoch of the small plain U-Net takes about a second, as the 3 of sm_unet did,
+    # so the kill after the first epoch's backup lands in the second, not after the last
+    project = make_project(tmp_path_factory.mktemp("faults") / "project", epochs=2, train__resume=True,
+                           train__steps_per_epoch=20)
     run(["dvc", "repro", "augment"], project)
     return project
 

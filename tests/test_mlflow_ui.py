@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import REPO_ROOT, copy_project, project_env, run, set_params
+from conftest import PLAIN_ARCHITECTURE, REPO_ROOT, copy_project, project_env, run, set_params
 
 # make test: one worker runs them all, on the module's experiments
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mlflow_experiments")]
@@ -46,7 +46,7 @@ def experiments(tmp_path_factory, finished_project):
     # The best epoch by val Dice is what gets evaluated: with 6 steps an epoch the tiny run's second
     # epoch improves on its first (with one pass of 3 steps it did not, at any rate from 0.0005 to
     # 0.01), so the two experiments' metrics differ (the diff shows them)
-    set_params(project, train__steps_per_epoch=6)
+    set_params(project, train__steps_per_epoch=6, **PLAIN_ARCHITECTURE)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "baseline"], project)
     for name, epochs in EXPERIMENTS.items():

@@ -40,6 +40,8 @@ def test_repro_then_experiment(finished_project, tmp_path):
         assert f"Running stage '{stage}'" in first["stdout"]
     for output in STAGE_OUTPUTS:
         assert (finished_project / output).is_file(), f"{output} was not written"
+    plan = json.loads((finished_project / "data" / "plan.json").read_text())
+    assert plan["params"]["train.architecture"]["value"] == "sm_unet", "not the default run's architecture"
     # progress, actionable warnings and one summary line per stage: none of the libraries' chatter
     chatter = [line for line in (first["stdout"] + first["stderr"]).splitlines()
                if any(noise in line for noise in CHATTER)]

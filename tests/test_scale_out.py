@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, copy_project, file_digests, project_env, run, stale_stages, tiny_params_dict
+from conftest import (PLAIN_ARCHITECTURE, REPO_ROOT, copy_project, file_digests, project_env, run, set_params,
+                      stale_stages, tiny_params_dict)
 
 
 
@@ -39,6 +40,7 @@ def queue_states(project: Path) -> dict[str, str]:
 def test_queued_experiments_each_land_as_their_own_mlflow_run(finished_project, tmp_path):
     # from a committed finished run, as people queue experiments: they retrain, the data stages are reused
     project = copy_project(finished_project, tmp_path / "project")
+    set_params(project, **PLAIN_ARCHITECTURE)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-q", "-m", "baseline"], project)
     variants = {"lr-a": "0.003", "lr-b": "0.004"}  # both differ from the baseline: each retrains

@@ -11,7 +11,7 @@ import pytest
 
 from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, summarize
 
-from conftest import REPO_ROOT, copy_project, pixelwise_model, run, set_params
+from conftest import PLAIN_ARCHITECTURE, REPO_ROOT, copy_project, pixelwise_model, run, set_params
 
 
 def runs_table(rows):
@@ -141,7 +141,7 @@ def test_two_round_simulation_through_dvc_with_nested_mlflow_runs(finished_proje
     project = copy_project(finished_project, tmp_path / "project")
     set_params(project, simulation__enabled=True, simulation__strategies=["mc_dropout", "random"],
                simulation__rounds=2, simulation__images_per_round=2, simulation__epochs_per_round=1,
-               simulation__seeds=1)
+               simulation__seeds=1, **PLAIN_ARCHITECTURE)
     run(["dvc", "repro", "simulate"], project)
     curves = pd.read_csv(project / "metrics" / "simulation" / "learning_curves.csv")
     runs = pd.read_csv(project / "metrics" / "simulation" / "runs.csv")

@@ -74,14 +74,19 @@ def test_stopped_or_failed_run_is_ended_with_what_it_logged(tmp_path, monkeypatc
     assert stopped.data.metrics["val_dice"] == 0.25 and stopped.data.params["epochs"] == "1"
 
 
-def test_logged_model_has_a_tensor_signature(tmp_path, monkeypatch, untrained_model, capfd):
+def test_logged_model_has_a_tensor_signature(tmp_path, monkeypatch, capfd):
+    """The default sm_unet (resnet18), as a default run logs it: its layers go through MLflow's
+    Keras flavour too."""
     import mlflow
 
+    from activeseg.model import build_unet, save_model
+    from activeseg.params import TrainParams
     from activeseg.tracking import _mlflow, log_keras_model
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model_path, _ = untrained_model
+    model_path = tmp_path / "model.keras"
+    save_model(build_unet(TrainParams(architecture="sm_unet"), 32, 3), model_path)
     tracked = _mlflow()
     with tracked.start_run():
         logged = log_keras_model(tracked, model_path)
