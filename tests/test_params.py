@@ -34,7 +34,7 @@ def test_project_params_are_valid():
     ("preprocess.scale", 0.5, "`preprocess.scale` only applies to tiles: set preprocess.tile_size"),
 ])
 def test_bad_values_are_named(key, value, message):
-    raw = tiny_params_dict(**{key.replace(".", "__"): value})
+    raw = tiny_params_dict(train__architecture="sm_unet", **{key.replace(".", "__"): value})  # sm_unet's divisor, 32
     with pytest.raises(ActivesegError, match="^params.yaml: ") as caught:
         parse_params(raw)
     assert message in str(caught.value)
