@@ -118,7 +118,7 @@ def soybean_groups(folder: Path, scale: float, tile: int, numbers=SOYBEAN_IMAGES
 def isbi_groups(tile: int = 256, foreground: str = "membrane") -> dict:
     """ISBI section → its ``tile``-px tiles (id, image, mask), cut edge to edge from the 512-px
     section (a remainder under ``tile`` px is dropped); ``foreground``: ``membrane`` or ``interior``."""
-    folder = ROOT.parent / "shared" / "datasets" / "isbi2012-em"
+    folder = SHARED / "isbi2012-em"
     groups = {}
     for section in range(30):
         image = imageio.read_image(folder / "images" / f"{section}.png")
