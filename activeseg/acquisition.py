@@ -133,7 +133,7 @@ _MC_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _mc_model(model):
     """The compiled whole-network Monte-Carlo pass of ``model``, built once per model."""
     if model not in _MC_MODELS:
-        import tensorflow as tf
+        from activeseg.runtime import tf
 
         from activeseg.model import mc_network
 
@@ -156,7 +156,7 @@ def _network_samples(model, batch: np.ndarray, passes: int) -> tuple[np.ndarray,
 
 
 def tf_constant(array: np.ndarray):
-    import tensorflow as tf
+    from activeseg.runtime import tf
 
     return tf.constant(array)
 
@@ -165,7 +165,7 @@ def _split_model(model):
     """The feature model and the compiled head of ``model``, built once per model: rebuilding
     them would retrace both graphs on every call (each simulation round scores the pool)."""
     if model not in _SPLIT_MODELS:
-        import tensorflow as tf
+        from activeseg.runtime import tf
 
         from activeseg.model import split_at_dropout
 
@@ -203,7 +203,7 @@ def mc_samples(model, images: np.ndarray, passes: int, batch_size: int, descript
     network with its dropout on (:func:`_network_samples`). All run as compiled graphs
     (``predict_on_batch`` and a ``tf.function``), as ``predict`` does; run eagerly, op by op, they
     were several times slower on CPU."""
-    import tensorflow as tf
+    from activeseg.runtime import tf
 
     feature_model, head = _split_model(model)
     starts = range(0, len(images), batch_size)

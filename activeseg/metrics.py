@@ -72,7 +72,7 @@ def threshold_curve(truth: np.ndarray, probabilities: np.ndarray, thresholds, ig
 def keras_dice(threshold: float = 0.5):
     """A Keras metric named ``dice``: Dice of the thresholded prediction, pooled over the batch.
     ``y_true`` is a training target of :func:`pack_targets`: ignored pixels count for nothing."""
-    import keras
+    from activeseg.runtime import keras
 
     def dice(y_true, y_pred):
         y_true, y_pred = unpack_targets(y_true, y_pred)

@@ -101,7 +101,7 @@ class Transform:
 
     def normalize_tensor(self, images):
         """The same as :meth:`normalize` as TensorFlow ops, for ``tf.data`` input pipelines."""
-        import tensorflow as tf
+        from activeseg.runtime import tf
 
         scaled = tf.cast(images, tf.float32) / 255.0
         if self.normalization == "zscore":

@@ -174,7 +174,7 @@ class Trainer:
 def labeled_stream(images: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
     """Endless batches of the labeled images, reshuffled each pass (seeded): for a fixed number of
     steps per epoch whatever the number of labeled images."""
-    import tensorflow as tf
+    from activeseg.runtime import tf
 
     return (tf.data.Dataset.from_tensor_slices((images, targets))
             .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)

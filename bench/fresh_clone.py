@@ -64,8 +64,20 @@ def revision(clone: Path) -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
 
 
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it, and whether it has AMX: figures differ by CPU
+    (oneDNN's defaults and bfloat16 speed depend on it)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    amx = " amx_bf16" in info
+    return f"{names[0] if names else 'unknown CPU'}{' (AMX)' if amx else ''}"
+
+
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
+    return f"{cpu_model()}, {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}"
 
 
 def load_average() -> list[float]:
