@@ -167,7 +167,8 @@ def _features(params: TrainParams, channels: int) -> keras.Model:
 
 def _with_head(inputs, features, params: TrainParams, name: str, prefix: str = "") -> keras.Model:
     dropped = keras.layers.Dropout(params.dropout, name=f"{prefix}{DROPOUT_LAYER}")(features)
-    logits = keras.layers.Conv2D(1, 3, padding="same", name=f"{prefix}head_conv")(dropped)
+    # the head stays float32 under train.precision mixed_bfloat16: the loss sees float32 probabilities
+    logits = keras.layers.Conv2D(1, 3, padding="same", name=f"{prefix}head_conv", dtype="float32")(dropped)
     probabilities = keras.layers.Activation("sigmoid", name=f"{prefix}probability", dtype="float32")(logits)
     return keras.Model(inputs, probabilities, name=name)
 

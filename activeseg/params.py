@@ -32,6 +32,7 @@ REDUCTIONS = ("mean", "foreground_border", "distance_weighted")
 SAMPLINGS = ("head_dropout", "tta", "mc_network")
 DROPOUT_PLACEMENTS = ("head", "encoder", "encoder_decoder")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+PRECISIONS = ("float32", "mixed_bfloat16")
 INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
 AUTO = "auto"
@@ -39,6 +40,7 @@ AUTO = "auto"
 AUTO_KEYS = ("preprocess.channels", "train.architecture", "preprocess.size", "preprocess.normalization",
              "train.crop_size", "train.steps_per_epoch", "epochs")
 IntOrAuto = typing.Union[int, str]
+FloatOrAuto = typing.Union[float, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,8 @@ class TrainParams:
     learning_rate: float = 0.001
     lr_patience: int = 3
     early_stopping_patience: int = 10
+    time_budget: FloatOrAuto = AUTO
+    precision: str = AUTO
     dropout: float = 0.3
     dropout_placement: str = "head"
     distribute: str = "none"
@@ -318,6 +322,10 @@ def _check_ranges(params: Params, source: str) -> None:
     check(train.dropout_placement in DROPOUT_PLACEMENTS, "train.dropout_placement",
           f"must be one of {', '.join(DROPOUT_PLACEMENTS)}")
     check(train.early_stopping_patience >= 1, "train.early_stopping_patience", "must be at least 1")
+    check(is_auto(train.time_budget) or (isinstance(train.time_budget, float) and train.time_budget >= 0),
+          "train.time_budget", "must be auto or 0 (no budget) or a number of minutes")
+    check(train.precision in (AUTO, *PRECISIONS), "train.precision",
+          f"must be auto, {' or '.join(PRECISIONS)}")
     check(train.distribute in DISTRIBUTE_STRATEGIES, "train.distribute",
           f"must be one of {', '.join(DISTRIBUTE_STRATEGIES)}")
     query = params.query

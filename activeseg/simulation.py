@@ -11,8 +11,9 @@ Dice). The normalised pool and test images are computed once, not per round.
 
 Every model is a fresh U-Net as the train stage builds it (best epoch by validation Dice; see
 :class:`Trainer`), or with ``warm_start`` the previous round's model (its weights, batch-norm
-statistics included; a fresh optimizer, as the train stage compiles one), trained for
-``epochs_per_round`` epochs on the labeled images as they are,
+statistics included; a fresh optimizer, as the train stage compiles one), trained under the
+train stage's convergence rule (:mod:`activeseg.convergence`) with ``epochs_per_round`` as its
+ceiling, in the train stage's ``train.precision``, on the labeled images as they are,
 without augmentation, so the curves compare strategies and not augmentation luck. With
 ``steps_per_epoch`` > 0 every round gets the same number of training steps, so a round with few
 labeled images is not also an undertrained model (with 0, an epoch is one pass over the labeled
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import warnings
 from pathlib import Path
 from typing import Callable, Optional
@@ -113,26 +115,38 @@ class Trainer:
 
     A fresh model for ``seed`` is the state of a U-Net built right after seeding with ``seed``
     (kept once per seed; see :meth:`reset`), the optimizer as built (no moments, the starting
-    learning rate), and training seeded with ``seed``. The model, loss and metric are the train stage's; the best epoch by validation Dice is kept in
-    memory (a checkpoint file per epoch, as the train stage writes, would dominate short rounds)."""
+    learning rate), and training seeded with ``seed``. The model, loss, metric, stopping rule and
+    number format are the train stage's; the best epoch by validation Dice is kept in memory (a
+    checkpoint file per epoch, as the train stage writes, would dominate short rounds)."""
 
     def __init__(self, params: Params, data: SimulationData) -> None:
-        from activeseg.metrics import keras_dice
-        from activeseg.model import build_unet
-        from activeseg.runtime import keras
-        from activeseg.training import build_loss
+        from activeseg.precision import choose, policy
+        from activeseg.training import compiled
 
         self.params, self.data = params, data
-        self._build = lambda: build_unet(params.train, data.transform.size, data.transform.channels)
-        self.model = self._build()
-        self.model.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate),
-                           loss=build_loss(params.train.loss), metrics=[keras_dice()])
+        initial = data.labeled_with([])
+        probe_stream = labeled_stream(data.transform.normalize(initial.images),
+                                      pack_targets(initial.masks, initial.ignore), params.train.batch_size, params.seed)
+        self.precision = choose(params.train.precision, lambda: compiled(self._unet(), params.train), probe_stream,
+                                "simulation").policy
+
+        def build():
+            with policy(self.precision):  # the format is fixed when a layer is built
+                return self._unet()
+
+        self._build = build
+        self.model = compiled(self._build(), params.train)
         # The optimizer's state as built: its variables include the learning rate, so a reset
         # must restore these values (zeroing them all would train with a learning rate of 0)
         self.model.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
         self._initial_variables: dict[int, list] = {}
         self._val = (data.transform.normalize(data.val.images), pack_targets(data.val.masks, data.val.ignore))
+
+    def _unet(self):
+        from activeseg.model import build_unet
+
+        return build_unet(self.params.train, self.data.transform.size, self.data.transform.channels)
 
     def reset(self, seed: int) -> None:
         """Make the model the fresh model of ``seed``: weights, batch-norm statistics and dropout
@@ -151,23 +165,23 @@ class Trainer:
     def fit(self, labeled: SplitArrays, seed: int, start: Optional[list[np.ndarray]] = None):
         """The model trained on ``labeled`` from its seed's fresh state, or from ``start`` (a
         :func:`model_state`; the optimizer still as built); returns the model."""
-        from activeseg.runtime import keras, seed_everything
+        from activeseg.convergence import Convergence, StoppingRule
+        from activeseg.runtime import seed_everything
 
         self.reset(seed)
         if start is not None:
             restore_state(self.model, start)
         seed_everything(seed)
-        epochs, steps = self.params.simulation.epochs_per_round, self.params.simulation.steps_per_epoch
-        best_epoch = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=epochs,
-                                                   restore_best_weights=True)
+        steps = self.params.simulation.steps_per_epoch
         images, targets = self.data.transform.normalize(labeled.images), pack_targets(labeled.masks, labeled.ignore)
-        if steps:
-            self.model.fit(labeled_stream(images, targets, self.params.train.batch_size, seed), steps_per_epoch=steps,
-                           shuffle=False, validation_data=self._val, epochs=epochs, callbacks=[best_epoch],
-                           verbose=0)
-        else:
-            self.model.fit(images, targets, validation_data=self._val, epochs=epochs,
-                           batch_size=self.params.train.batch_size, shuffle=True, callbacks=[best_epoch], verbose=0)
+        if not steps:  # one pass over the labeled images per epoch
+            steps = math.ceil(len(images) / self.params.train.batch_size)
+        # the train stage's convergence rule, the round's epochs its ceiling; the best epoch is kept in memory
+        convergence = Convergence(StoppingRule.of(self.params.train, self.params.simulation.epochs_per_round),
+                                  self.params.train.learning_rate, steps, announce=False, restore_best_weights=True)
+        self.model.fit(labeled_stream(images, targets, self.params.train.batch_size, seed), steps_per_epoch=steps,
+                       shuffle=False, validation_data=self._val, epochs=convergence.rule.ceiling,
+                       callbacks=convergence.callbacks, verbose=0)
         return self.model
 
 

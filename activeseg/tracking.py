@@ -322,11 +322,15 @@ def _version(distribution: str) -> str:
 
 
 def log_summary(mlflow, summary: dict, prefix: str) -> None:
-    """Numbers as metrics named ``<prefix><key>``; true/false outcomes as tags ``<key>`` = true/false."""
-    mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in summary.items() if not isinstance(value, bool)})
+    """Numbers as metrics named ``<prefix><key>``; true/false outcomes as tags ``<key>`` = true/false,
+    words (``stopped_by: plateau``, ``precision``) as tags ``<key>`` = the word."""
+    mlflow.log_metrics({f"{prefix}{key}": float(value) for key, value in summary.items()
+                        if isinstance(value, (int, float)) and not isinstance(value, bool)})
     for key, value in summary.items():
         if isinstance(value, bool):
             mlflow.set_tag(key, str(value).lower())
+        elif isinstance(value, str):
+            mlflow.set_tag(key, value)
 
 
 def log_evaluation(mlflow, summary: dict, files: list[str | Path], overlays_dir: str | Path, figure) -> None:

@@ -5,9 +5,9 @@ shuffles, optionally cuts random crops (``train.crop_size``: cheaper steps, more
 ``train.foreground_crop_fraction`` of them around foreground, for rare foreground), normalises with the project's :class:`~activeseg.preprocess.Transform` and prefetches, so the
 model never waits for data. Targets carry the ``__ignore__`` mask as a second channel (see
 :func:`activeseg.metrics.pack_targets`), so loss and validation Dice leave those pixels out and
-random crops cut mask and ignore mask together. Adam's rate is halved when validation Dice
-stalls, training stops early when it stops improving, and the model written is the epoch with
-the best validation Dice.
+random crops cut mask and ignore mask together. Training runs until validation Dice stops
+rising (the one rule of :mod:`activeseg.convergence`), in the number format of
+:mod:`activeseg.precision`, and the model written is the epoch with the best validation Dice.
 With ``train.cascade`` the coarse stage is trained first, then frozen under the fine stage.
 
 Per-epoch metrics go to MLflow through MLflow's own Keras callback (when a run is active) and to
@@ -20,6 +20,7 @@ epoch (see :func:`resumable_fit`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,12 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from activeseg.convergence import MIN_DELTA, Convergence, StoppingRule
 from activeseg.distribute import make_strategy
 from activeseg.metrics import keras_dice, pack_targets, unpack_targets
 from activeseg.model import build_cascade, build_coarse, build_unet, load_model, save_model
 from activeseg.params import TrainParams
+from activeseg.precision import Choice, float32_copy
+from activeseg.precision import choose as choose_precision
+from activeseg.precision import policy as precision_policy
 from activeseg.preprocess import SplitArrays, Transform
-from activeseg.runtime import keras, segmentation_models, tf
+from activeseg.runtime import keras, seed_everything, segmentation_models, tf
 
 HISTORY_COLUMNS = ("epoch", "loss", "dice", "val_loss", "val_dice", "learning_rate")
 
@@ -132,35 +137,58 @@ def validation_arrays(val_set: SplitArrays, transform: Transform) -> tuple[np.nd
     return transform.normalize(val_set.images[labeled]), pack_targets(val_set.masks[labeled], val_set.ignore[labeled])
 
 
-def _fit(model: keras.Model, params: TrainParams, epochs: int, data: tf.data.Dataset, steps: int,
-         validation: tuple[np.ndarray, np.ndarray], checkpoint: Path, extra_callbacks=(),
-         resumed: "Resumed | None" = None) -> pd.DataFrame:
-    resumed = resumed or Resumed(pd.DataFrame(), [])
+def compiled(model: keras.Model, params: TrainParams) -> keras.Model:
+    """``model`` compiled as every training compiles it: Adam, the loss of params, Dice."""
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss=build_loss(params.loss),
                   metrics=[keras_dice()])
+    return model
+
+
+def _fit(model: keras.Model, params: TrainParams, rule: StoppingRule, data: tf.data.Dataset, steps: int,
+         validation: tuple[np.ndarray, np.ndarray], checkpoint: Path, extra_callbacks=(),
+         resumed: "Resumed | None" = None, who: str = "train") -> tuple[pd.DataFrame, str]:
+    """Train under the convergence rule; the history table and what stopped the run."""
+    resumed = resumed or Resumed(pd.DataFrame(), [])
+    convergence = Convergence(rule, params.learning_rate, steps, who)
     callbacks = [
         keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True,
                                         initial_value_threshold=resumed.best_val_dice),
-        keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=params.early_stopping_patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5,
-                                          patience=params.lr_patience, min_lr=params.learning_rate / 64),
+        *convergence.callbacks,
         *extra_callbacks,
         *resumed.callbacks,
     ]
-    history = model.fit(data, steps_per_epoch=steps, validation_data=validation,
-                        validation_batch_size=params.batch_size, epochs=epochs, shuffle=False, callbacks=callbacks,
-                        verbose=2)
+    history = compiled(model, params).fit(data, steps_per_epoch=steps, validation_data=validation,
+                                           validation_batch_size=params.batch_size, epochs=rule.ceiling,
+                                           shuffle=False, callbacks=callbacks, verbose=2)
     table = pd.concat([resumed.history, pd.DataFrame(history.history)], ignore_index=True)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
-    return table[[column for column in HISTORY_COLUMNS if column in table.columns]]
+    stopped_by = convergence.stopped_by(len(table))
+    if stopped_by == "plateau":
+        print(f"{who}: stopped by the plateau rule after {len(table)} epochs: validation Dice has not risen by "
+              f"{MIN_DELTA} in {rule.patience} epochs", flush=True)
+    return table[[column for column in HISTORY_COLUMNS if column in table.columns]], stopped_by
 
 
-def training_summary(history: pd.DataFrame, train_images: int) -> dict:
-    """``metrics/train.json``: the best epoch, and whether validation Dice ever rose above its first
-    epoch's (a run of one epoch cannot show that it did)."""
+@dataclasses.dataclass
+class TrainingRun:
+    """What :func:`train` did: the history table (of the full-resolution stage for a cascade),
+    what stopped it (``plateau``, ``ceiling`` or ``time_budget``), its steps and number format."""
+
+    history: pd.DataFrame
+    stopped_by: str
+    steps_trained: int
+    precision: Choice
+
+
+def training_summary(run: TrainingRun, train_images: int) -> dict:
+    """``metrics/train.json``: the best epoch, what stopped training and after how many steps, the
+    number format, and whether validation Dice ever rose above its first epoch's (a run of one
+    epoch cannot show that it did)."""
+    history = run.history
     best = history.loc[history["val_dice"].idxmax()]
     return {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
-            "epochs_run": int(len(history)), "train_images": int(train_images),
+            "epochs_run": int(len(history)), "stopped_by": run.stopped_by, "steps_trained": run.steps_trained,
+            "precision": run.precision.policy, "train_images": int(train_images),
             "val_dice_improved": bool(history["val_dice"].iloc[1:].gt(history["val_dice"].iloc[0]).any())}
 
 
@@ -180,10 +208,12 @@ def stall_warning(summary: dict) -> str | None:
 
 def train(params: TrainParams, epochs: int, transform: Transform, train_set: SplitArrays,
           val_set: SplitArrays, model_path: str | Path, extra_callbacks=(), seed: int = 42,
-          strategy: "tf.distribute.Strategy | None" = None) -> pd.DataFrame:
-    """Fit a fresh model and write the best epoch's model to ``model_path``; returns the history
-    (of the full-resolution stage, for a cascade, whose coarse stage is not resumable). ``strategy``:
-    one already made from ``params.distribute`` (a multi-worker one must exist before any TF op)."""
+          strategy: "tf.distribute.Strategy | None" = None, on_plateau: bool = True) -> TrainingRun:
+    """Fit a fresh model under the convergence rule (:mod:`activeseg.convergence`: at most
+    ``epochs``, fewer on a plateau unless ``on_plateau`` is False, i.e. ``epochs`` was set
+    explicitly) in ``train.precision`` (:mod:`activeseg.precision`), and write the best epoch's
+    model, in float32, to ``model_path``. ``strategy``: one already made from
+    ``params.distribute`` (a multi-worker one must exist before any TF op)."""
     strategy = strategy or make_strategy(params.distribute)
     data = training_dataset(train_set, transform, params, seed)
     steps = steps_per_epoch(params, int(train_set.has_mask.sum()))
@@ -191,21 +221,28 @@ def train(params: TrainParams, epochs: int, transform: Transform, train_set: Spl
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = run_fingerprint(params, epochs, seed, transform, train_set, val_set)
+    rule = StoppingRule.of(params, epochs, on_plateau)
     with strategy.scope(), \
             resumable_fit(model_path.parent / CHECKPOINT_DIR, fingerprint, params.resume) as (scratch, resumed):
-        if params.cascade:
-            print(f"train: cascade stage 1 of 2, coarse U-Net at 1/{params.cascade_factor} resolution")
-            _fit(build_coarse(params, transform.channels), params, epochs, data, steps, validation,
-                 Path(scratch) / "coarse.keras")
-            coarse = load_model(Path(scratch) / "coarse.keras")
-            print("train: cascade stage 2 of 2, full-resolution U-Net fed the coarse probability map")
-            model = build_cascade(params, transform.channels, coarse)
-        else:
-            model = build_unet(params, None, transform.channels)
-        checkpoint = Path(scratch) / "best.keras"
-        history = _fit(model, params, epochs, data, steps, validation, checkpoint, extra_callbacks, resumed)
-        save_model(load_model(checkpoint), model_path)
-    return history
+        choice = choose_precision(params.precision,
+                                  lambda: compiled(build_unet(params, None, transform.channels), params), data)
+        seed_everything(seed)  # the probe built models: the run's own starts from the seed's state
+        with precision_policy(choice.policy):
+            if params.cascade:
+                print(f"train: cascade stage 1 of 2, coarse U-Net at 1/{params.cascade_factor} resolution")
+                _fit(build_coarse(params, transform.channels), params, rule, data, steps, validation,
+                     Path(scratch) / "coarse.keras", who="train (coarse stage)")
+                coarse = load_model(Path(scratch) / "coarse.keras")
+                print("train: cascade stage 2 of 2, full-resolution U-Net fed the coarse probability map")
+                model = build_cascade(params, transform.channels, coarse)
+            else:
+                model = build_unet(params, None, transform.channels)
+            checkpoint = Path(scratch) / "best.keras"
+            history, stopped_by = _fit(model, params, rule, data, steps, validation, checkpoint, extra_callbacks,
+                                       resumed)
+            best = load_model(checkpoint)
+        save_model(float32_copy(best), model_path)
+    return TrainingRun(history, stopped_by, int(len(history) * steps), choice)
 
 
 # --- Checkpoints and resume (train.resume) ---------------------------------------------------

@@ -59,7 +59,7 @@ def train_and_test(params, data: Path) -> tuple[dict, pd.DataFrame]:
         augmented = augment(train_set, build_pipeline(params.augment.pipeline, params.seed), params.augment.variants)
         started = time.perf_counter()
         history = train(params.train, params.epochs, transform, augmented, val_set, Path(scratch) / "model.keras",
-                        seed=params.seed)
+                        seed=params.seed).history
         train_seconds = time.perf_counter() - started
         from activeseg.model import load_model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from activeseg.errors import run_main
 from activeseg.outputs import write_csv, write_json
-from activeseg.plan import load_effective_params
+from activeseg.plan import load_effective_params, read_plan
 from activeseg.preprocess import Transform, load_arrays, load_split_arrays
 from activeseg.runtime import seed_everything
 from activeseg.tracking import log_keras_model, log_plan, log_summary, mlflow_callbacks, start_run
@@ -40,13 +40,16 @@ def main() -> None:
             worker_path(args.model, chief) as model_path:
         if mlflow:
             log_plan(mlflow, args.plan)
-        history = train(params.train, params.epochs, transform, train_set, val_set, model_path,
-                        extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed, strategy=strategy)
+        # an explicit `epochs` (dvc exp run -S epochs=4) trains exactly that many; the plan's is a ceiling
+        explicit_epochs = read_plan(args.plan)["params"]["epochs"]["by"] != "plan"
+        run = train(params.train, params.epochs, transform, train_set, val_set, model_path,
+                    extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed, strategy=strategy,
+                    on_plateau=not explicit_epochs)
         if not chief:
             print("train: finished as a worker other than the chief; the chief writes the outputs")
             return
-        summary = training_summary(history, len(train_set))
-        write_csv(args.history, history)
+        summary = training_summary(run, len(train_set))
+        write_csv(args.history, run.history)
         write_json(args.metrics, summary)
         if mlflow:
             log_summary(mlflow, summary, "train_")

@@ -39,6 +39,9 @@ TINY_OVERRIDES = {
     "train.steps_per_epoch": 0,
     "augment.variants": 1,
     "train.batch_size": 4,
+    # float32 on every CPU: `auto` would probe bfloat16 (seconds) where the CPU has it, and the
+    # suite's numbers would depend on the machine; tests/test_precision.py covers both formats
+    "train.precision": "float32",
     "query.mc_dropout_passes": 2,
     "query.top_k": 2,
     "evaluate.overlays": 1,

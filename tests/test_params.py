@@ -32,6 +32,9 @@ def test_project_params_are_valid():
                                   "multiple of 32"),
     ("preprocess.tile_overlap", 8, "`preprocess.tile_overlap` must be at least 0 and below half of"),
     ("preprocess.scale", 0.5, "`preprocess.scale` only applies to tiles: set preprocess.tile_size"),
+    ("train.time_budget", -5, "`train.time_budget` must be auto or 0 (no budget) or a number of minutes"),
+    ("train.time_budget", "soon", "`train.time_budget` must be auto or 0 (no budget) or a number of minutes"),
+    ("train.precision", "float16", "`train.precision` must be auto, float32 or mixed_bfloat16"),
 ])
 def test_bad_values_are_named(key, value, message):
     raw = tiny_params_dict(train__architecture="sm_unet", **{key.replace(".", "__"): value})  # sm_unet's divisor, 32

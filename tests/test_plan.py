@@ -10,7 +10,7 @@ import pytest
 
 from activeseg.errors import ActivesegError
 from activeseg.params import AUTO_KEYS, parse_params
-from activeseg.plan import PREPROCESS_KEYS, describe, effective_params, make_plan, plan_values
+from activeseg.plan import EPOCHS, PREPROCESS_KEYS, describe, effective_params, make_plan, plan_values
 from conftest import make_project, run, tiny_params_dict
 
 AUTO_PARAMS = {key: "auto" for key in AUTO_KEYS}
@@ -126,7 +126,7 @@ def test_an_epoch_is_a_pass_in_crops_within_bounds(train, side, steps):
 
 def test_epochs_is_a_ceiling_under_early_stopping():
     plan = make_plan(params_with(), *made_up(train=21))
-    assert plan["params"]["epochs"]["value"] == 10 and "early stopping" in plan["params"]["epochs"]["reason"]
+    assert plan["params"]["epochs"]["value"] == EPOCHS and "without a better validation Dice" in plan["params"]["epochs"]["reason"]
 
 
 def test_the_built_in_set_gets_its_tuned_configuration():
@@ -135,7 +135,7 @@ def test_the_built_in_set_gets_its_tuned_configuration():
     values = decided(make_plan(params_with(train__batch_size=8, augment__variants=2), manifest, split))
     assert values == {"preprocess.channels": 3, "train.architecture": "sm_unet", "preprocess.size": 64,
                       "preprocess.normalization": "unit", "train.crop_size": 0, "train.steps_per_epoch": 12,
-                      "epochs": 10}
+                      "epochs": EPOCHS}
 
 
 def test_explicit_params_win_and_the_plan_says_so():
@@ -250,7 +250,7 @@ def test_plan_stage_in_a_project(tmp_path):
     project = make_project(tmp_path / "project", **{key.replace(".", "__"): "auto" for key in AUTO_KEYS})
     output = run(["dvc", "repro", "preprocess"], project).stdout
     plan = json.loads((project / "data" / "plan.json").read_text())
-    assert plan["params"]["epochs"] == {"value": 10, "by": "plan", "reason": plan["params"]["epochs"]["reason"]}
+    assert plan["params"]["epochs"] == {"value": EPOCHS, "by": "plan", "reason": plan["params"]["epochs"]["reason"]}
     assert plan["fingerprint"]["images"] == 24 and not plan["fingerprint"]["all_gray"]
     assert "plan: 24 images" in output and "preprocess.size" in output
     # committed with the code like plan.json, so never ignored (`--ignored` would show it as "!!")

@@ -154,7 +154,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
                            (images[..., :1] > 128).astype(np.uint8), np.ones(count, bool))
     seed_everything(params.seed)
     history = train(params.train, params.epochs, Transform(32, 3, "unit", (0.5,) * 3, (0.25,) * 3),
-                    arrays(8), arrays(4), sys.argv[2])
+                    arrays(8), arrays(4), sys.argv[2]).history
     prediction = load_model(sys.argv[2]).predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
     print(json.dumps({"replicas": make_strategy("mirrored").num_replicas_in_sync,
                       "loss": history["loss"].tolist(), "shape": list(prediction.shape)}))

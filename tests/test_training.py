@@ -13,13 +13,14 @@ from activeseg.errors import ActivesegError
 from activeseg.metrics import keras_dice, pack_targets
 from activeseg.model import load_model
 from activeseg.params import LOSSES, TrainParams, load_params
+from activeseg.precision import Choice
 from activeseg.preprocess import SplitArrays, Transform
 from activeseg.runtime import seed_everything
-from activeseg.training import (HISTORY_COLUMNS, build_loss, stall_warning, steps_per_epoch, train, training_dataset,
-                                training_summary, validation_arrays)
+from activeseg.training import (HISTORY_COLUMNS, TrainingRun, build_loss, stall_warning, steps_per_epoch, train,
+                                training_dataset, training_summary, validation_arrays)
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = TrainParams(architecture="unet_plain", plain_filters=4, batch_size=4, dropout=0.1)
+TINY = TrainParams(architecture="unet_plain", plain_filters=4, batch_size=4, dropout=0.1, precision="float32")
 TRANSFORM = Transform(32, 1, "zscore", (0.5,), (0.25,))
 
 
@@ -152,7 +153,7 @@ def test_steps_per_epoch_defaults_to_one_pass():
 def test_train_learns_and_writes_the_best_model(tmp_path):
     seed_everything(1)
     params = dataclasses.replace(TINY, steps_per_epoch=6, learning_rate=0.01)
-    history = train(params, 3, TRANSFORM, _blobs(12, 0), _blobs(4, 1), tmp_path / "m.keras", seed=1)
+    history = train(params, 3, TRANSFORM, _blobs(12, 0), _blobs(4, 1), tmp_path / "m.keras", seed=1).history
     assert list(history.columns) == list(HISTORY_COLUMNS)
     assert len(history) == 3
     model = load_model(tmp_path / "m.keras")
@@ -169,7 +170,7 @@ def test_a_validation_dice_that_never_rose_is_reported(val_dice, improved):
     import pandas as pd
 
     history = pd.DataFrame({"epoch": range(1, len(val_dice) + 1), "val_dice": val_dice})
-    summary = training_summary(history, 12)
+    summary = training_summary(TrainingRun(history, "ceiling", 3 * len(val_dice), Choice("float32", "test")), 12)
     assert summary["val_dice_improved"] is improved
     assert summary["best_val_dice"] == max(val_dice) and summary["best_epoch"] == 1 + val_dice.index(max(val_dice))
     warning = stall_warning(summary)
@@ -184,7 +185,8 @@ def test_training_is_repeatable_with_the_same_seed(tmp_path):
     histories = []
     for run in range(2):
         seed_everything(5)
-        histories.append(train(params, 1, TRANSFORM, _blobs(6, 0), _blobs(2, 1), tmp_path / f"{run}.keras", seed=5))
+        histories.append(train(params, 1, TRANSFORM, _blobs(6, 0), _blobs(2, 1), tmp_path / f"{run}.keras",
+                               seed=5).history)
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-5)
 
 
@@ -221,3 +223,32 @@ def test_bad_train_params_name_the_key(overrides, key):
 def test_benchmark_params_file_is_a_valid_params_file():
     params = load_params(REPO / "bench" / "params-isbi.yaml")
     assert params.train.architecture == "unet_plain" and params.preprocess.size == 256
+
+
+def test_an_explicit_epochs_trains_exactly_that_many_and_says_what_stopped_it(tmp_path):
+    seed_everything(3)
+    params = dataclasses.replace(TINY, steps_per_epoch=2, early_stopping_patience=1, lr_patience=1)
+    run = train(params, 3, TRANSFORM, _blobs(6, 0), _blobs(2, 1), tmp_path / "m.keras", seed=3, on_plateau=False)
+    assert len(run.history) == 3 and run.stopped_by == "ceiling" and run.steps_trained == 6
+    summary = training_summary(run, 6)
+    assert (summary["stopped_by"], summary["steps_trained"], summary["precision"]) == ("ceiling", 6, "float32")
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_each_precision_trains_saves_loads_and_predicts_in_float32(tmp_path, precision):
+    from activeseg.runtime import keras
+
+    seed_everything(4)
+    params = dataclasses.replace(TINY, steps_per_epoch=4, learning_rate=0.01, precision=precision)
+    run = train(params, 2, TRANSFORM, _blobs(12, 0), _blobs(4, 1), tmp_path / "m.keras", seed=4)
+    assert run.precision.policy == precision
+    assert keras.config.dtype_policy().name == "float32"  # the format was set for the run only
+    model = load_model(tmp_path / "m.keras")
+    assert {layer.dtype_policy.name for layer in model._flatten_layers() if hasattr(layer, "dtype_policy")} \
+        == {"float32"}  # loads and predicts the same on a CPU without bfloat16
+    val = _blobs(4, 1)
+    probabilities = model.predict(TRANSFORM.normalize(val.images), verbose=0)
+    assert probabilities.dtype == np.float32
+    predicted = probabilities > 0.5
+    dice = 2 * (predicted & (val.masks > 0)).sum() / (predicted.sum() + val.masks.sum())
+    assert dice == pytest.approx(run.history["val_dice"].max(), abs=0.05)  # the best epoch, in float32

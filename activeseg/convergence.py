@@ -1,0 +1,133 @@
+"""When training ends: one rule for everything that trains (the train stage, every simulated round,
+the simulation's full-pool reference, the benches).
+
+Training runs until validation Dice has stopped rising: Adam's rate is halved after
+``train.lr_patience`` epochs without a better validation Dice (by at least :data:`MIN_DELTA`),
+then the run stops after ``train.early_stopping_patience`` such epochs: ``stopped_by: plateau``.
+``epochs`` is the ceiling (``auto``: the plan's, high enough that the plateau, not the ceiling,
+ends training on the reference data sets): reaching it is ``stopped_by: ceiling``. An explicit
+``epochs`` trains exactly that many epochs (no plateau stop). ``train.time_budget`` (minutes)
+ends a run at the first epoch end after which one more epoch would exceed it:
+``stopped_by: time_budget``, said in one line.
+
+:class:`Convergence` holds a run's rule and the Keras callbacks that carry it out (Keras' own
+``EarlyStopping`` and ``ReduceLROnPlateau``, plus :class:`TimeBudget` and :class:`StepClock`,
+which prints the expected time of the ceiling after a few measured steps), and afterwards says
+what stopped the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from activeseg.params import TrainParams
+from activeseg.runtime import keras
+
+MIN_DELTA = 1e-3          # a better validation Dice must beat the best by this much: noise below it
+                          # would otherwise reset the patience for ever on a flat curve
+MIN_LR_FRACTION = 1 / 64  # the rate is never halved below learning_rate / 64 (six halvings)
+CLOCK_STEPS = 5           # steps timed (after the first, which traces the graph) for the estimate
+STOPPED_BY = ("plateau", "ceiling", "time_budget")
+
+
+@dataclasses.dataclass(frozen=True)
+class StoppingRule:
+    """``ceiling`` epochs at most; ``on_plateau`` False trains exactly ``ceiling`` (an explicit
+    ``epochs``); ``time_budget_seconds`` 0 is none."""
+
+    ceiling: int
+    on_plateau: bool = True
+    patience: int = 10
+    lr_patience: int = 3
+    time_budget_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, params: TrainParams, epochs: int, on_plateau: bool = True) -> "StoppingRule":
+        budget = params.time_budget
+        return cls(ceiling=int(epochs), on_plateau=on_plateau, patience=params.early_stopping_patience,
+                   lr_patience=params.lr_patience,
+                   time_budget_seconds=0.0 if budget == "auto" else float(budget) * 60)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops at the end of the epoch after which one more (as long as the slowest so far) would
+    pass the budget; ``fired`` says whether it did."""
+
+    def __init__(self, seconds: float, who: str) -> None:
+        super().__init__()
+        self.seconds, self.who, self.fired = seconds, who, False
+        self._start = self._epoch_start = 0.0
+        self._longest = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._start = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        now = time.monotonic()
+        self._longest = max(self._longest, now - self._epoch_start)
+        if now - self._start + self._longest > self.seconds and not self.model.stop_training:
+            self.model.stop_training, self.fired = True, True
+            print(f"{self.who}: stopped by train.time_budget ({self.seconds / 60:g} min) after {epoch + 1} epochs "
+                  f"({(now - self._start) / 60:.1f} min); raise it or set it to 0 to train until validation Dice "
+                  "stops rising", flush=True)
+
+
+class StepClock(keras.callbacks.Callback):
+    """Times :data:`CLOCK_STEPS` steps after the first and prints what the ceiling would cost."""
+
+    def __init__(self, rule: StoppingRule, steps_per_epoch: int, who: str) -> None:
+        super().__init__()
+        self.rule, self.steps_per_epoch, self.who = rule, steps_per_epoch, who
+        self.ms_per_step: float | None = None
+        self._step, self._start = 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self._step += 1
+        if self._step == 1:
+            self._start = time.monotonic()
+        elif self._step == 1 + CLOCK_STEPS and self.ms_per_step is None:
+            self.ms_per_step = (time.monotonic() - self._start) / CLOCK_STEPS * 1000
+            print(f"{self.who}: {describe(self.rule, self.steps_per_epoch, self.ms_per_step)}", flush=True)
+
+
+def describe(rule: StoppingRule, steps_per_epoch: int, ms_per_step: float) -> str:
+    """``up to 60 epochs of 30 steps, about 6 min on this machine; stops earlier on a plateau``."""
+    minutes = rule.ceiling * steps_per_epoch * ms_per_step / 60000
+    text = (f"{'up to ' if rule.on_plateau else ''}{rule.ceiling} epochs of {steps_per_epoch} steps "
+            f"({ms_per_step:.0f} ms a step), about {minutes:.1f} min on this machine (without validation)")
+    if rule.on_plateau:
+        text += "; stops earlier on a plateau of validation Dice"
+    if rule.time_budget_seconds:
+        text += f"; at most train.time_budget {rule.time_budget_seconds / 60:g} min"
+    return text
+
+
+class Convergence:
+    """A run's :class:`StoppingRule` as Keras callbacks; after ``fit``, :meth:`stopped_by`."""
+
+    def __init__(self, rule: StoppingRule, learning_rate: float, steps_per_epoch: int, who: str = "train",
+                 restore_best_weights: bool = False, announce: bool = True) -> None:
+        self.rule = rule
+        # without a plateau stop, patience beyond the ceiling: EarlyStopping then only keeps the best weights
+        self.early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_dice", mode="max", min_delta=MIN_DELTA,
+            patience=rule.patience if rule.on_plateau else rule.ceiling + 1,
+            restore_best_weights=restore_best_weights)
+        self.time_budget = TimeBudget(rule.time_budget_seconds, who) if rule.time_budget_seconds else None
+        self.clock = StepClock(rule, steps_per_epoch, who) if announce else None
+        self.callbacks = [
+            self.early_stopping,
+            keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5, min_delta=MIN_DELTA,
+                                              patience=rule.lr_patience, min_lr=learning_rate * MIN_LR_FRACTION),
+            *([self.time_budget] if self.time_budget else []),
+            *([self.clock] if self.clock else []),
+        ]
+
+    def stopped_by(self, epochs_run: int) -> str:
+        if self.time_budget is not None and self.time_budget.fired:
+            return "time_budget"
+        return "ceiling" if epochs_run >= self.rule.ceiling else "plateau"
