@@ -89,7 +89,7 @@ def _axis_block(start: int, count: int, length: int, scaled_length: int) -> tupl
     source = source_indices(length, scaled_length)
     end = start + count
     low = 0 if start == 0 else int(source[start]) + int(source[start - 1] == source[start])
-    high = length if end == scaled_length else int(source[end]) - int(source[end] == source[end - 1])
+    high = length if end == scaled_length else int(source[end])  # shared with the next tile: left out
     positions = np.arange(low, max(high, low))
     inside = source[start:end]
     return low, max(high, low), np.clip(np.searchsorted(inside, positions, side="right") - 1, 0, count - 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -231,3 +232,40 @@ def test_a_tile_that_a_whole_query_left_ignored_can_be_annotated_later(tmp_path)
     write_image(raw / "masks" / "a.png", np.zeros((64, 64), np.uint8))
     with pytest.raises(ActivesegError, match=r"a@y32_x32\.json: annotates a tile of image 'a', which already has"):
         ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "ingested2")
+
+
+def owned_by_tile(length: int, scaled_length: int, start: int, end: int) -> np.ndarray:
+    """The original pixels along one axis that the tile over resampled pixels [start, end) owns,
+    asked of OpenCV's nearest-neighbour resize of an index ramp: a pixel that resampled pixels
+    sample belongs to the tile only when every one of them lies in it; a pixel none samples (a
+    shrinking scale skips it) goes with the pixel before it (the first tile's, before any)."""
+    ramp = np.arange(length, dtype=np.float32).reshape(length, 1)
+    source = cv2.resize(ramp, (1, scaled_length), interpolation=cv2.INTER_NEAREST)[:, 0].astype(int)
+    inside = np.zeros(scaled_length, bool)
+    inside[start:end] = True
+    owned = np.zeros(length, bool)
+    for pixel in range(length):
+        samplers = np.flatnonzero(source == pixel)
+        if samplers.size:
+            owned[pixel] = inside[samplers].all()
+        else:
+            before = np.flatnonzero(source < pixel)
+            owned[pixel] = inside[before[-1]] if before.size else inside[0]
+    return owned
+
+
+@pytest.mark.parametrize("scale", [0.37, 0.5, 1.0, 1.5, 2.0])
+def test_a_tiles_label_unignores_exactly_the_original_pixels_only_that_tile_samples(tmp_path, scale):
+    """Every tile of a 100 x 140 image, labelled alone, un-ignores the original pixels that only
+    it samples through OpenCV's nearest-neighbour indices, no more (a pixel shared with a
+    neighbour stays ignored) and no fewer (at scale > 1 the last row only the tile samples)."""
+    height, width, tile_size = 100, 140, 32
+    scaled_height, scaled_width = rescale(np.zeros((height, width), np.uint8), scale).shape
+    for y in range(0, scaled_height, tile_size):
+        for x in range(0, scaled_width, tile_size):
+            where = TilePlacement("img", y, x, scale, tile_size)
+            rows, columns = where.extent(height, width)
+            _, ignore = source_labels([tile_file(tmp_path / f"{y}_{x}", where, rows, columns, [])], height, width)
+            expected = np.outer(owned_by_tile(height, scaled_height, y, y + rows),
+                                owned_by_tile(width, scaled_width, x, x + columns))
+            assert np.array_equal(ignore == 0, expected), (y, x)
