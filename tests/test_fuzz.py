@@ -20,7 +20,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activeseg import labelme
+from activeseg import coco, labelme
 from activeseg.errors import ActivesegError
 from activeseg.imageio import encode_png, read_image
 
@@ -171,3 +171,34 @@ def test_labelme_reader_fuzz_bytes(labelme_folder, data):
     path = labelme_folder / "b.json"
     path.write_bytes(data)
     read_or_clear_error(lambda p: load_and_rasterize(p, labelme_folder), path)
+
+
+VALID_COCO = json.dumps({
+    "images": [{"id": 1, "file_name": "image.png", "height": 16, "width": 16}],
+    "categories": [{"id": 1, "name": "cell"}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 12, 2, 8, 14]]},
+                    {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                     "segmentation": {"size": [16, 16], "counts": "S26:0000000000000m1"}},
+                    {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                     "segmentation": {"size": [16, 16], "counts": [20, 4, 12, 4, 216]}}]}).encode()
+
+
+def load_and_rasterize_coco(path: Path, root: Path) -> None:
+    file = coco.load(path, root)
+    for image in file.images:
+        foreground, ignore = coco.rasterize(file, image, 16, 16)
+        assert foreground.shape == ignore.shape == (16, 16)
+
+
+def test_coco_fuzz_seed_is_valid(labelme_folder):
+    path = labelme_folder / "coco.json"
+    path.write_bytes(VALID_COCO)
+    load_and_rasterize_coco(path, labelme_folder)
+
+
+@BOUNDED
+@given(data=st.one_of(mutated([VALID_COCO]), st.binary(max_size=256)))
+def test_coco_reader_fuzz_bytes(labelme_folder, data):
+    path = labelme_folder / "coco.json"
+    path.write_bytes(data)
+    read_or_clear_error(lambda p: load_and_rasterize_coco(p, labelme_folder), path)
