@@ -12,6 +12,9 @@ Readers (``ingest.formats``), all below ``ingest.raw_dir``:
   :mod:`activeseg.coco`): each image entry is an example with id its file's stem, the image found
   beside the JSON or in ``images/`` (where it replaces that unlabeled image), labeled by its
   annotations of the ``ingest.coco_categories``.
+- ``label_studio``: Label Studio JSON and JSON-MIN exports (lists of tasks) in ``annotations/``
+  (see :mod:`activeseg.label_studio`), each annotated task read as a Labelme file of the image it
+  names: that image must be in ``images/`` (or the built-in set), and a tile's task labels that tile.
 - ``labelme``: every other ``*.json`` below raw_dir but in ``masks/`` (see :mod:`activeseg.labelme`). Its
   id is the JSON's stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated
   query exports come back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
@@ -56,7 +59,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from activeseg import coco, imageio, labelme, predefined, synthetic, tile_labels
+from activeseg import coco, imageio, label_studio, labelme, predefined, synthetic, tile_labels
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_csv
 from activeseg.params import IngestParams
@@ -90,6 +93,7 @@ class Example:
     mask_source: Optional[str] = None  # the mask's own file, where it has one (named in errors)
     predefined_split: str = ""  # the data set's own split (split.predefined), '' outside it
     tile_files: tuple = ()  # Labelme files of annotated tiles of this image (activeseg.tile_labels)
+    label_file: Optional[labelme.LabelmeFile] = None  # a Label Studio task's, which has no file of its own
 
 
 class Warnings:
@@ -349,8 +353,8 @@ def _apply_tile_labels(examples: list[Example], tiles: dict[str, list], params: 
 def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
                   warnings: Warnings, used_images: set[Path], masks_dirs: Optional[set[Path]] = None,
                   tiles: Optional[dict[str, list]] = None, claimed: Optional[set[Path]] = None) -> list[Example]:
-    """Every ``*.json`` below raw_dir (but those other readers ``claimed``) (but in ``masks_dirs`` or hidden folders: those are reported as
-    unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
+    """Every ``*.json`` below raw_dir but those other readers ``claimed`` (and but in ``masks_dirs`` or
+    hidden folders: those are reported as unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
     replaces the unlabeled one in ``folder_examples``). Annotated tiles' files are no examples:
     they go to ``tiles``, by source image id."""
     found: dict[str, Path] = {}
@@ -447,6 +451,46 @@ def coco_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, E
     return examples
 
 
+def _missing_image(path: Path, image_id: str, raw_dir: Path) -> Callable[[], np.ndarray]:
+    def fail() -> np.ndarray:
+        raise ActivesegError(f"{path}: labels image '{image_id}', which is not in {raw_dir / 'images'}; put that image "
+                             "there (as it was exported) or remove the task from the export")
+    return fail
+
+
+def label_studio_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
+                       warnings: Warnings, masks_dirs: set[Path], claimed: set[Path],
+                       tiles: dict[str, list]) -> list[Example]:
+    """Every annotated task of the Label Studio exports in ``raw_dir/annotations`` as the label of
+    the image it names (their paths go to ``claimed``); tiles' tasks go to ``tiles``."""
+    examples = []
+    for path in annotation_jsons(raw_dir, masks_dirs):
+        if path in claimed or not label_studio.export_path(raw_dir, path):
+            continue
+        document = coco.read_json(path)
+        if not label_studio.is_export(document):
+            continue
+        claimed.add(path)
+        for label_file in label_studio.load(path, document):
+            where = tile_labels.placement(label_file)
+            if where is not None:
+                tiles.setdefault(where.image_id, []).append(label_file)
+                continue
+            image_id = label_file.other[label_studio.ID_KEY]
+            own, source = folder_examples.get(image_id), _relative(label_file.path, raw_dir)
+            if own is not None and own.load_mask is not None:
+                raise ActivesegError(f"{label_file.path}: image '{image_id}' also has a label "
+                                     f"({own.mask_source or own.source}); keep one of them")
+            if own is None:  # the built-in set may hold it, else ingest stops on it
+                examples.append(Example(image_id, source, _missing_image(label_file.path, image_id, raw_dir),
+                                        queried=label_file.queried, label_file=label_file))
+                continue
+            reader = _LabelmeExample(label_file, params, warnings, image_path=raw_dir / own.source)
+            examples.append(Example(image_id, source, reader.image, reader.mask, reader.ignore,
+                                    queried=label_file.queried, label_file=label_file))
+    return examples
+
+
 def _consumed_paths(examples: list[Example], raw_dir: Path) -> set[Path]:
     sources = [source for example in examples for source in (example.source, example.mask_source) if source]
     return {(raw_dir / source.split("#")[0]).resolve() for source in sources}
@@ -483,6 +527,8 @@ def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Opt
     masks_dirs, claimed = {root / "masks" for root in roots}, set()
     json_examples = (coco_files(raw_dir, params, folder_examples, masks_dirs, claimed)
                      if "coco" in params.formats else [])
+    json_examples += (label_studio_files(raw_dir, params, folder_examples, warnings, masks_dirs, claimed, tiles)
+                      if "label_studio" in params.formats else [])
     json_examples += (labelme_files(raw_dir, params, folder_examples, warnings, used, masks_dirs=masks_dirs,
                                     tiles=tiles, claimed=claimed)
                       if "labelme" in params.formats else [])
@@ -570,8 +616,8 @@ def synthetic_with_annotations(annotations: list[Example], params: IngestParams,
             base = dataclasses.replace(with_tile_labels(base, annotation.tile_files, params, warnings),
                                        source=annotation.source)
         elif annotation is not None:
-            reader = _LabelmeExample(labelme.load(raw_dir / annotation.source, root=raw_dir), params, warnings,
-                                     load_image=base.load_image)
+            label_file = annotation.label_file or labelme.load(raw_dir / annotation.source, root=raw_dir)
+            reader = _LabelmeExample(label_file, params, warnings, load_image=base.load_image)
             base = Example(base.image_id, annotation.source, reader.image, reader.mask, reader.ignore, queried=True)
         examples.append(base)
     return examples

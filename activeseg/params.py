@@ -32,7 +32,7 @@ REDUCTIONS = ("mean", "foreground_border", "distance_weighted")
 SAMPLINGS = ("head_dropout", "tta", "mc_network")
 DROPOUT_PLACEMENTS = ("head", "encoder", "encoder_decoder")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
-INGEST_FORMATS = ("folders", "tiff_stacks", "labelme", "coco")
+INGEST_FORMATS = ("folders", "tiff_stacks", "labelme", "coco", "label_studio")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
 AUTO = "auto"
 # params that may be left to the data's plan (activeseg/plan.py decides them)

@@ -20,7 +20,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activeseg import coco, labelme
+from activeseg import coco, label_studio, labelme
 from activeseg.errors import ActivesegError
 from activeseg.imageio import encode_png, read_image
 
@@ -202,3 +202,38 @@ def test_coco_reader_fuzz_bytes(labelme_folder, data):
     path = labelme_folder / "coco.json"
     path.write_bytes(data)
     read_or_clear_error(lambda p: load_and_rasterize_coco(p, labelme_folder), path)
+
+
+VALID_LABEL_STUDIO = json.dumps([{
+    "id": 1, "data": {"image": "/data/local-files/?d=image.png"},
+    "annotations": [{"id": 1, "result": [
+        {"type": "polygonlabels", "original_width": 16, "original_height": 16,
+         "value": {"points": [[5, 5], [80, 10], [50, 90]], "polygonlabels": ["cell"]}},
+        {"type": "brushlabels", "original_width": 16, "original_height": 16,
+         "value": {"format": "rle", "rle": [0, 0, 4, 0, 57, 27, 255, 1, 11, 0, 196, 127, 248, 108, 3, 17, 255, 225, 176, 12, 71, 255,
+                           134, 192, 49, 31, 254, 27, 0, 196, 127, 248, 108, 3, 17, 255, 240, 24, 240, 0],
+                   "brushlabels": ["cell"]}}]}]}]).encode()
+
+
+def load_and_rasterize_label_studio(path: Path) -> None:
+    document = coco.read_json(path)
+    if not label_studio.is_export(document):
+        return
+    for file in label_studio.load(path, document):
+        foreground, ignore = labelme.rasterize(file, 16, 16)
+        assert foreground.shape == ignore.shape == (16, 16)
+
+
+def test_label_studio_fuzz_seed_is_valid(labelme_folder):
+    path = labelme_folder / "studio.json"
+    path.write_bytes(VALID_LABEL_STUDIO)
+    assert len(label_studio.load(path, json.loads(VALID_LABEL_STUDIO))[0].shapes) == 2
+    load_and_rasterize_label_studio(path)
+
+
+@BOUNDED
+@given(data=st.one_of(mutated([VALID_LABEL_STUDIO]), st.binary(max_size=256)))
+def test_label_studio_reader_fuzz_bytes(labelme_folder, data):
+    path = labelme_folder / "studio.json"
+    path.write_bytes(data)
+    read_or_clear_error(load_and_rasterize_label_studio, path)
