@@ -8,7 +8,14 @@ Readers (``ingest.formats``), all below ``ingest.raw_dir``:
   like raw_dir itself (see :mod:`activeseg.predefined`).
 - ``tiff_stacks``: multi-page TIFF pairs listed in ``ingest.tiff_stacks``, page i of the images
   ↔ page i of the labels; ids ``<images stem>_<page:04d>``.
-- ``labelme``: every ``*.json`` below raw_dir but in ``masks/`` (see :mod:`activeseg.labelme`). Its
+- ``coco``: every ``*.json`` below raw_dir but in ``masks/`` that is COCO instance JSON (see
+  :mod:`activeseg.coco`): each image entry is an example with id its file's stem, the image found
+  beside the JSON or in ``images/`` (where it replaces that unlabeled image), labeled by its
+  annotations of the ``ingest.coco_categories``.
+- ``label_studio``: Label Studio JSON and JSON-MIN exports (lists of tasks) in ``annotations/``
+  (see :mod:`activeseg.label_studio`), each annotated task read as a Labelme file of the image it
+  names: that image must be in ``images/`` (or the built-in set), and a tile's task labels that tile.
+- ``labelme``: every other ``*.json`` below raw_dir but in ``masks/`` (see :mod:`activeseg.labelme`). Its
   id is the JSON's stem; when ``images/<id>.*`` exists the JSON labels that image (how annotated
   query exports come back), otherwise its own image (``imageData`` or ``imagePath``) is ingested.
   A queried tile's file (``activeseg_tile``, see :mod:`activeseg.tile_labels`) labels that tile
@@ -52,7 +59,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from activeseg import imageio, labelme, predefined, synthetic, tile_labels
+from activeseg import coco, imageio, label_studio, labelme, predefined, synthetic, tile_labels
 from activeseg.errors import ActivesegError
 from activeseg.outputs import atomic_path, write_csv
 from activeseg.params import IngestParams
@@ -86,6 +93,7 @@ class Example:
     mask_source: Optional[str] = None  # the mask's own file, where it has one (named in errors)
     predefined_split: str = ""  # the data set's own split (split.predefined), '' outside it
     tile_files: tuple = ()  # Labelme files of annotated tiles of this image (activeseg.tile_labels)
+    label_file: Optional[labelme.LabelmeFile] = None  # a Label Studio task's, which has no file of its own
 
 
 class Warnings:
@@ -344,16 +352,14 @@ def _apply_tile_labels(examples: list[Example], tiles: dict[str, list], params: 
 
 def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
                   warnings: Warnings, used_images: set[Path], masks_dirs: Optional[set[Path]] = None,
-                  tiles: Optional[dict[str, list]] = None) -> list[Example]:
-    """Every ``*.json`` below raw_dir (but in ``masks_dirs`` or hidden folders: those are reported as
-    unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
+                  tiles: Optional[dict[str, list]] = None, claimed: Optional[set[Path]] = None) -> list[Example]:
+    """Every ``*.json`` below raw_dir but those other readers ``claimed`` (and but in ``masks_dirs`` or
+    hidden folders: those are reported as unused) as an example; a JSON whose id names an ``images/`` image labels that image (the example
     replaces the unlabeled one in ``folder_examples``). Annotated tiles' files are no examples:
     they go to ``tiles``, by source image id."""
-    masks_dirs = masks_dirs if masks_dirs is not None else {raw_dir / "masks"}
     found: dict[str, Path] = {}
-    for path in sorted(raw_dir.rglob("*.json")):
-        relative = path.relative_to(raw_dir)
-        if any(part.startswith(".") for part in relative.parts) or not masks_dirs.isdisjoint(path.parents):
+    for path in annotation_jsons(raw_dir, masks_dirs):
+        if path in (claimed or ()):
             continue
         if path.stem in found:
             raise ActivesegError(f"{path}: two Labelme files share the id '{path.stem}' (also {found[path.stem]}); "
@@ -385,6 +391,103 @@ def labelme_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str
                                  image_path=raw_dir / own.source if own is not None else None)
         examples.append(Example(image_id, source, reader.image, reader.mask, reader.ignore,
                                 queried=label_file.queried))
+    return examples
+
+
+def annotation_jsons(raw_dir: Path, masks_dirs: Optional[set[Path]] = None) -> list[Path]:
+    """Every ``*.json`` below raw_dir but in ``masks_dirs`` or hidden folders (those are reported as unused)."""
+    masks_dirs = masks_dirs if masks_dirs is not None else {raw_dir / "masks"}
+    return [path for path in sorted(raw_dir.rglob("*.json"))
+            if not any(part.startswith(".") for part in path.relative_to(raw_dir).parts)
+            and masks_dirs.isdisjoint(path.parents)]
+
+
+class _CocoExample:
+    """Reads the image once, then rasterises its COCO annotations at its size."""
+
+    def __init__(self, file: coco.CocoFile, image: coco.CocoImage) -> None:
+        self.file, self.entry = file, image
+        self._image: Optional[np.ndarray] = None
+        self._masks: Optional[tuple[np.ndarray, np.ndarray]] = None
+
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            self._image = imageio.read_native(self.entry.path)
+        return self._image
+
+    def _rasterize(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._masks is None:
+            height, width = self.image().shape[:2]
+            self._masks = coco.rasterize(self.file, self.entry, height, width)
+        return self._masks
+
+    def mask(self) -> np.ndarray:
+        return self._rasterize()[0]
+
+    def ignore(self) -> np.ndarray:
+        return self._rasterize()[1]
+
+
+def coco_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
+               masks_dirs: set[Path], claimed: set[Path]) -> list[Example]:
+    """Every image entry of the COCO files below raw_dir as a labeled example (their paths go to
+    ``claimed``, for no other reader to read); one whose image is an ``images/`` image replaces it."""
+    folder_sources = {(raw_dir / example.source).resolve(): example for example in folder_examples.values()}
+    examples = []
+    for path in annotation_jsons(raw_dir, masks_dirs):
+        document = coco.read_json(path)
+        if not coco.is_coco(document):
+            continue
+        claimed.add(path)
+        file = coco.load(path, raw_dir, params.coco_categories, document)
+        for entry in file.images:
+            own = folder_sources.get(entry.path.resolve())
+            if own is not None and own.load_mask is not None:
+                raise ActivesegError(f"{path}: image {entry.entry_id} ({own.source}) also has a mask "
+                                     f"({own.mask_source}); remove one of them")
+            reader = _CocoExample(file, entry)
+            examples.append(Example(own.image_id if own is not None else entry.image_id, _relative(entry.path, raw_dir),
+                                    reader.image, reader.mask, reader.ignore, mask_source=_relative(path, raw_dir)))
+    return examples
+
+
+def _missing_image(path: Path, image_id: str, raw_dir: Path) -> Callable[[], np.ndarray]:
+    def fail() -> np.ndarray:
+        raise ActivesegError(f"{path}: labels image '{image_id}', which is not in {raw_dir / 'images'}; put that image "
+                             "there (as it was exported) or remove the task from the export")
+    return fail
+
+
+def label_studio_files(raw_dir: Path, params: IngestParams, folder_examples: dict[str, Example],
+                       warnings: Warnings, masks_dirs: set[Path], claimed: set[Path],
+                       tiles: dict[str, list]) -> list[Example]:
+    """Every annotated task of the Label Studio exports in ``raw_dir/annotations`` as the label of
+    the image it names (their paths go to ``claimed``); tiles' tasks go to ``tiles``."""
+    examples = []
+    for path in annotation_jsons(raw_dir, masks_dirs):
+        if path in claimed or not label_studio.export_path(raw_dir, path):
+            continue
+        document = coco.read_json(path)
+        if not label_studio.is_export(document):
+            continue
+        claimed.add(path)
+        for label_file in label_studio.load(path, document):
+            where = tile_labels.placement(label_file)
+            if where is not None:
+                tiles.setdefault(where.image_id, []).append(label_file)
+                continue
+            image_id = label_file.other[label_studio.ID_KEY]
+            own, source = folder_examples.get(image_id), _relative(label_file.path, raw_dir)
+            if own is not None and own.load_mask is not None:
+                raise ActivesegError(f"{label_file.path}: image '{image_id}' also has a label "
+                                     f"({own.mask_source or own.source}); keep one of them")
+            if own is None:  # the built-in set may hold it, else ingest stops on it
+                examples.append(Example(image_id, source, _missing_image(label_file.path, image_id, raw_dir),
+                                        queried=label_file.queried, label_file=label_file))
+                continue
+            reader = _LabelmeExample(label_file, params, warnings, image_path=raw_dir / own.source)
+            examples.append(Example(image_id, source, reader.image, reader.mask, reader.ignore,
+                                    queried=label_file.queried, label_file=label_file))
     return examples
 
 
@@ -421,9 +524,14 @@ def discover(raw_dir: Path, params: Optional[IngestParams] = None, warnings: Opt
         for example in tiff_stacks(raw_dir, params.tiff_stacks):
             add(example)
     tiles: dict[str, list] = {}
-    json_examples = (labelme_files(raw_dir, params, folder_examples, warnings, used,
-                                   masks_dirs={root / "masks" for root in roots}, tiles=tiles)
-                     if "labelme" in params.formats else [])
+    masks_dirs, claimed = {root / "masks" for root in roots}, set()
+    json_examples = (coco_files(raw_dir, params, folder_examples, masks_dirs, claimed)
+                     if "coco" in params.formats else [])
+    json_examples += (label_studio_files(raw_dir, params, folder_examples, warnings, masks_dirs, claimed, tiles)
+                      if "label_studio" in params.formats else [])
+    json_examples += (labelme_files(raw_dir, params, folder_examples, warnings, used, masks_dirs=masks_dirs,
+                                    tiles=tiles, claimed=claimed)
+                      if "labelme" in params.formats else [])
     labelled = {example.image_id for example in json_examples}  # a JSON replaces the image it labels
     examples = [example for example in examples
                 if example.image_id not in labelled or folder_examples.get(example.image_id) is not example]
@@ -508,8 +616,8 @@ def synthetic_with_annotations(annotations: list[Example], params: IngestParams,
             base = dataclasses.replace(with_tile_labels(base, annotation.tile_files, params, warnings),
                                        source=annotation.source)
         elif annotation is not None:
-            reader = _LabelmeExample(labelme.load(raw_dir / annotation.source, root=raw_dir), params, warnings,
-                                     load_image=base.load_image)
+            label_file = annotation.label_file or labelme.load(raw_dir / annotation.source, root=raw_dir)
+            reader = _LabelmeExample(label_file, params, warnings, load_image=base.load_image)
             base = Example(base.image_id, annotation.source, reader.image, reader.mask, reader.ignore, queried=True)
         examples.append(base)
     return examples

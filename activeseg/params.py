@@ -33,7 +33,7 @@ SAMPLINGS = ("head_dropout", "tta", "mc_network")
 DROPOUT_PLACEMENTS = ("head", "encoder", "encoder_decoder")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 PRECISIONS = ("float32", "mixed_bfloat16")
-INGEST_FORMATS = ("folders", "tiff_stacks", "labelme")
+INGEST_FORMATS = ("folders", "tiff_stacks", "labelme", "coco", "label_studio")
 MASK_RULE_PATTERN = r"nonzero|threshold:\d+|value:\d+"
 AUTO = "auto"
 # params that may be left to the data's plan (activeseg/plan.py decides them)
@@ -64,6 +64,7 @@ class IngestParams:
     formats: list = dataclasses.field(default_factory=lambda: list(INGEST_FORMATS))
     tiff_stacks: list = dataclasses.field(default_factory=list)
     mask_rule: str = "nonzero"
+    coco_categories: typing.Union[str, list] = "all"
     labelme: LabelmeParams = LabelmeParams()
     synthetic: SyntheticParams = SyntheticParams()
 
@@ -404,6 +405,9 @@ def _check_ingest(ingest: IngestParams, check) -> None:
         check(isinstance(stack, dict) and isinstance(stack.get("images"), str) and set(stack) <= {"images", "labels"}
               and isinstance(stack.get("labels", ""), (str, type(None))), f"ingest.tiff_stacks[{index}]",
               "must be {images: FILE.tif} or {images: FILE.tif, labels: FILE.tif}")
+    check(ingest.coco_categories == "all" or (isinstance(ingest.coco_categories, list) and ingest.coco_categories
+          and all(isinstance(name, str) for name in ingest.coco_categories)), "ingest.coco_categories",
+          "must be all or a list of COCO category names")
     labelme = ingest.labelme
     check(all(isinstance(label, str) for label in labelme.foreground_labels), "ingest.labelme.foreground_labels",
           "must be a list of label names (empty: every label but __ignore__)")

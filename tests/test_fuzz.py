@@ -20,7 +20,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from activeseg import labelme
+from activeseg import coco, label_studio, labelme
 from activeseg.errors import ActivesegError
 from activeseg.imageio import encode_png, read_image
 
@@ -171,3 +171,69 @@ def test_labelme_reader_fuzz_bytes(labelme_folder, data):
     path = labelme_folder / "b.json"
     path.write_bytes(data)
     read_or_clear_error(lambda p: load_and_rasterize(p, labelme_folder), path)
+
+
+VALID_COCO = json.dumps({
+    "images": [{"id": 1, "file_name": "image.png", "height": 16, "width": 16}],
+    "categories": [{"id": 1, "name": "cell"}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 12, 2, 8, 14]]},
+                    {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                     "segmentation": {"size": [16, 16], "counts": "S26:0000000000000m1"}},
+                    {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                     "segmentation": {"size": [16, 16], "counts": [20, 4, 12, 4, 216]}}]}).encode()
+
+
+def load_and_rasterize_coco(path: Path, root: Path) -> None:
+    file = coco.load(path, root)
+    for image in file.images:
+        foreground, ignore = coco.rasterize(file, image, 16, 16)
+        assert foreground.shape == ignore.shape == (16, 16)
+
+
+def test_coco_fuzz_seed_is_valid(labelme_folder):
+    path = labelme_folder / "coco.json"
+    path.write_bytes(VALID_COCO)
+    load_and_rasterize_coco(path, labelme_folder)
+
+
+@BOUNDED
+@given(data=st.one_of(mutated([VALID_COCO]), st.binary(max_size=256)))
+def test_coco_reader_fuzz_bytes(labelme_folder, data):
+    path = labelme_folder / "coco.json"
+    path.write_bytes(data)
+    read_or_clear_error(lambda p: load_and_rasterize_coco(p, labelme_folder), path)
+
+
+VALID_LABEL_STUDIO = json.dumps([{
+    "id": 1, "data": {"image": "/data/local-files/?d=image.png"},
+    "annotations": [{"id": 1, "result": [
+        {"type": "polygonlabels", "original_width": 16, "original_height": 16,
+         "value": {"points": [[5, 5], [80, 10], [50, 90]], "polygonlabels": ["cell"]}},
+        {"type": "brushlabels", "original_width": 16, "original_height": 16,
+         "value": {"format": "rle", "rle": [0, 0, 4, 0, 57, 27, 255, 1, 11, 0, 196, 127, 248, 108, 3, 17, 255, 225, 176, 12, 71, 255,
+                           134, 192, 49, 31, 254, 27, 0, 196, 127, 248, 108, 3, 17, 255, 240, 24, 240, 0],
+                   "brushlabels": ["cell"]}}]}]}]).encode()
+
+
+def load_and_rasterize_label_studio(path: Path) -> None:
+    document = coco.read_json(path)
+    if not label_studio.is_export(document):
+        return
+    for file in label_studio.load(path, document):
+        foreground, ignore = labelme.rasterize(file, 16, 16)
+        assert foreground.shape == ignore.shape == (16, 16)
+
+
+def test_label_studio_fuzz_seed_is_valid(labelme_folder):
+    path = labelme_folder / "studio.json"
+    path.write_bytes(VALID_LABEL_STUDIO)
+    assert len(label_studio.load(path, json.loads(VALID_LABEL_STUDIO))[0].shapes) == 2
+    load_and_rasterize_label_studio(path)
+
+
+@BOUNDED
+@given(data=st.one_of(mutated([VALID_LABEL_STUDIO]), st.binary(max_size=256)))
+def test_label_studio_reader_fuzz_bytes(labelme_folder, data):
+    path = labelme_folder / "studio.json"
+    path.write_bytes(data)
+    read_or_clear_error(load_and_rasterize_label_studio, path)
