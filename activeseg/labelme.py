@@ -101,8 +101,10 @@ def resolve_image_path(json_path: Path, image_path: str, root: Path) -> Path:
         raise _fail(json_path, f"imagePath '{image_path}' is absolute", fix)
     relative = windows.as_posix()  # Labelme on Windows writes backslashes
     candidate = Path(os.path.normpath(json_path.parent / relative))
+    # absolute before normalising: a relative root going up (../../data) keeps its leading ".."
+    # when normalised, and would then never contain the candidate
     root_resolved = Path(os.path.normpath(root.absolute()))
-    if not candidate.absolute().is_relative_to(root_resolved):
+    if not Path(os.path.normpath((json_path.parent / relative).absolute())).is_relative_to(root_resolved):
         raise _fail(json_path, f"imagePath '{image_path}' escapes the data folder {root}", fix)
     return candidate
 

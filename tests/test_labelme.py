@@ -209,3 +209,18 @@ def test_real_labelme_files_rasterise_as_labelme_does(shared_datasets, name):
     assert (foreground > 0).sum() == pixels and (ignore > 0).sum() == ignored
     assert hashlib.sha1(np.packbits(foreground > 0)).hexdigest()[:16] == digest
     assert not ((foreground > 0) & (ignore > 0)).any()
+
+
+def test_a_relative_raw_dir_going_up_two_levels_accepts_image_paths_inside_it(tmp_path, monkeypatch):
+    # README: ingest.raw_dir is "any folder, inside the project or not", e.g. ../../shared/datasets/…
+    raw = tmp_path / "shared" / "labelme"
+    (raw / "photos").mkdir(parents=True)
+    (raw / "photos" / "a.jpg").write_bytes(b"")
+    project = tmp_path / "work" / "project"
+    project.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    root = Path("../../shared/labelme")
+    found = labelme.resolve_image_path(root / "photos" / "a.json", "a.jpg", root)
+    assert found.resolve() == (raw / "photos" / "a.jpg").resolve()
+    with pytest.raises(ActivesegError, match="escapes the data folder"):
+        labelme.resolve_image_path(root / "photos" / "a.json", "../../other/a.jpg", root)
