@@ -7,7 +7,8 @@ from pathlib import Path
 
 from activeseg.errors import run_main
 from activeseg.outputs import write_csv, write_json
-from activeseg.plan import load_effective_params, read_plan
+from activeseg.params import is_auto, load_params
+from activeseg.plan import load_effective_params
 from activeseg.preprocess import Transform, load_arrays, load_split_arrays
 from activeseg.runtime import seed_everything
 from activeseg.tracking import log_keras_model, log_plan, log_summary, mlflow_callbacks, start_run
@@ -41,7 +42,7 @@ def main() -> None:
         if mlflow:
             log_plan(mlflow, args.plan)
         # an explicit `epochs` (dvc exp run -S epochs=4) trains exactly that many; the plan's is a ceiling
-        explicit_epochs = read_plan(args.plan)["params"]["epochs"]["by"] != "plan"
+        explicit_epochs = not is_auto(load_params(args.params).epochs)
         run = train(params.train, params.epochs, transform, train_set, val_set, model_path,
                     extra_callbacks=mlflow_callbacks(mlflow), seed=params.seed, strategy=strategy,
                     on_plateau=not explicit_epochs)
