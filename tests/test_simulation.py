@@ -85,6 +85,22 @@ def test_labels_ratio_interval_bootstraps_over_seeds_on_a_fixed_table():
     assert labels_ratio_interval(identical, REFERENCES, "mc_dropout", 0.75) == [0.75, 0.75]
 
 
+def test_labels_ratio_interval_resamples_the_same_seeds_for_the_strategy_and_for_random():
+    """random's curve is mc_dropout's (of RUNS), seed by seed. At target 0.675 seed 1 needs 6 labels, seed 2
+    needs 8, a mix of both 6. Paired (the same seeds drawn for both), every ratio is 1. Unpaired, a
+    strategy draw needing 6 against a random draw of seed 2 twice (8) has a chance of 3/4 * 1/4 = 19%,
+    and the reverse too: the 90% interval would be [0.75, 1.3333]."""
+    from activeseg.simulation import labels_ratio_interval
+
+    mc_rows = RUNS[RUNS["strategy"] == "mc_dropout"]
+    same = pd.concat([mc_rows, mc_rows.assign(strategy="random")], ignore_index=True)
+    per_seed = [labels_to_target(rows["labeled"].to_numpy(), rows["dice"].to_numpy(), 0.675)
+                for _, rows in mc_rows.groupby("seed")]
+    assert per_seed == [6, 8]   # the seeds differ: an unpaired draw would see it
+    for seed in (0, 1, 2):
+        assert labels_ratio_interval(same, REFERENCES, "mc_dropout", 0.75, seed=seed) == [1.0, 1.0]
+
+
 def test_summary_averages_the_score_error_signal_over_scored_rounds():
     runs = RUNS.assign(spearman=[None, 0.2, 0.4, None, 0.6, None, None, 0.0, 0.1, None, -0.1, 0.0],
                        error_lift=[None, 1.5, 2.5, None, 2.0, None, None, 1.0, 1.0, None, 0.7, 1.3])
