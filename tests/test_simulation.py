@@ -326,12 +326,16 @@ def _tiny_simulation_data(size: int = 32):
 
 
 @pytest.mark.parametrize("warm_start", [True, False])
-def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_params, monkeypatch, warm_start):
-    """With warm_start every round's training starts from exactly the weights the previous round
-    ended with (round 1 from round 0's); without it, from the seed's fresh weights."""
+def test_each_round_starts_from_its_own_strategys_previous_model_and_round_1_from_round_0s(
+        tiny_params, monkeypatch, warm_start):
+    """With the real Trainer (which reuses one model) and two strategies of two rounds: with
+    warm_start every round's training starts from exactly the weights its strategy's previous round
+    ended with (round 1 from round 0's, for the second strategy too, not from the first strategy's
+    last model); without it, from the seed's fresh weights. Either way the model score_pool gets in
+    a round is the previous round's of that strategy: round 0's in round 1, for every strategy."""
     from activeseg import simulation
 
-    starts, ends = [], []
+    starts, ends, scored = [], [], []
 
     class RecordingTrainer(simulation.Trainer):
         def fit(self, labeled, seed, start=None):
@@ -349,19 +353,31 @@ def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_par
             ends.append([value.copy() for value in model.get_weights()])
             return model
 
+    def recording_score_pool(model, *args, **kwargs):
+        scored.append([value.copy() for value in model.get_weights()])
+        return score_pool(model, *args, **kwargs)
+
+    score_pool = simulation.score_pool
     monkeypatch.setattr(simulation, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(simulation, "score_pool", recording_score_pool)
     params = tiny_params(train__architecture="unet_plain", train__plain_filters=4, train__batch_size=2,
-                         simulation__enabled=True, simulation__strategies=["entropy"], simulation__rounds=2,
+                         simulation__enabled=True, simulation__strategies=["entropy", "random"], simulation__rounds=2,
                          simulation__images_per_round=1, simulation__seeds=1, simulation__epochs_per_round=1,
                          simulation__steps_per_epoch=2, simulation__warm_start=warm_start)
     simulation.simulate(params, _tiny_simulation_data())
-    # fits: full pool (reference), round 0, round 1, round 2
-    assert len(starts) == 4
+    # fits: 0 full pool (reference), 1 round 0, 2-3 entropy's rounds 1-2, 4-5 random's rounds 1-2
+    previous = {2: 1, 3: 2, 4: 1, 5: 4}
+    assert len(starts) == 6 and len(scored) == 4
     same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(a, b))  # noqa: E731
-    assert not same(ends[1], starts[1]), "round 0 learned nothing: the test could not tell starts apart"
-    for round_number in (2, 3):
-        assert same(starts[round_number], ends[round_number - 1]) == warm_start
-        assert same(starts[round_number], starts[1]) != warm_start       # cold: the seed's fresh weights
+    for fit in (1, 2, 3):
+        assert not same(ends[fit], starts[1]) and not same(ends[fit], ends[fit - 1]), \
+            f"fit {fit} learned nothing: the test could not tell the models apart"
+    for fit, before in previous.items():
+        assert same(starts[fit], ends[before]) == warm_start, fit
+        assert same(starts[fit], starts[1]) != warm_start, fit       # cold: the seed's fresh weights
+    for call, fit in enumerate(previous):
+        assert same(scored[call], ends[previous[fit]]), f"score_pool call {call} got another model"
+    assert same(scored[2], ends[1]) and not same(scored[2], ends[3])  # random's round 1: round 0's model
 
 
 def test_pool_and_test_images_are_normalised_once_for_all_rounds(tiny_params, monkeypatch):
