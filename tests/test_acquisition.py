@@ -141,7 +141,8 @@ def test_tta_samples_of_a_u_net_differ_and_start_with_the_plain_prediction(tiny_
 def test_query_sampling_and_reduction_are_checked_and_change_the_scores(tiny_params, tiny_model, pool_images):
     """sampling tta: the 8 dihedral views, no dropout draws, so scoring twice gives the same scores
     (head_dropout's passes draw new masks each time); reduction distance_weighted: each pixel's score
-    weighted by its distance to the 0.5 boundary of the mean prediction, not the plain mean."""
+    weighted by its distance to the 0.5 boundary of the mean prediction, so the predicted background
+    counts nothing (the plain mean counts it)."""
     from activeseg.acquisition import score_pool
     from activeseg.errors import ActivesegError
 
@@ -154,17 +155,23 @@ def test_query_sampling_and_reduction_are_checked_and_change_the_scores(tiny_par
     assert (query.sampling, query.reduction, default.sampling, default.reduction) == (
         "tta", "distance_weighted", "head_dropout", "mean")
 
-    def score(options, strategy="bald"):
-        return score_pool(tiny_model, pool_images, strategy, options.mc_dropout_passes, options.reduction, 8, 0,
-                          options.sampling)
+    def score(options, model=tiny_model, images=pool_images):
+        return score_pool(model, images, "bald", options.mc_dropout_passes, options.reduction, 8, 0, options.sampling)
 
     tta, again = score(query), score(query)
     np.testing.assert_array_equal(tta.scores, again.scores)
-    assert tta.maps.shape == (5, 32, 32)
     dropout, other_draw = score(default), score(default)
     assert not np.allclose(dropout.scores, other_draw.scores)
-    np.testing.assert_allclose(tta.scores, reduce_scores(tta.maps, tta.probabilities, "distance_weighted"), rtol=1e-5)
-    assert not np.allclose(tta.scores, reduce_scores(tta.maps, tta.probabilities, "mean"), rtol=1e-3)
+    # bright left half (predicted foreground), dark right half: both halves equally doubtful per pixel
+    halves = np.full((1, 32, 32, 3), 0.1, np.float32)
+    halves[:, :, :16] = 0.9
+    pixelwise, plain = pixelwise_model(), tiny_params(query__sampling="tta").query
+    weighted, whole = score(query, pixelwise, halves), score(plain, pixelwise, halves)
+    np.testing.assert_allclose(whole.maps, weighted.maps)
+    np.testing.assert_allclose(whole.scores, whole.maps.mean(), rtol=1e-5)
+    np.testing.assert_allclose(weighted.scores, (whole.maps[0] * distance_weights(whole.probabilities[0])).mean(),
+                               rtol=1e-5)
+    assert weighted.scores[0] < 0.6 * whole.scores[0]   # the background half counts nothing
 
 
 def test_rank_orders_by_score_and_numbers_from_one():
@@ -429,8 +436,8 @@ def test_query_sampling_mc_network_and_dropout_placement_are_checked_and_sample_
         tiny_params(query__sampling="mc_networks")
     seed_everything(0)
     model = build_unet(params.train, 32, 3)
-    inner = [layer.name for layer in model.submodules
-             if isinstance(layer, keras.layers.Dropout) and layer.name.endswith("_dropout")]
+    features = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    inner = [layer.name for layer in features.layers if isinstance(layer, keras.layers.Dropout)]
     assert len(inner) == 5, inner
     fixed_features = list(mc_samples(model, pool_images, passes=1, batch_size=8))[0][2]
 
