@@ -138,13 +138,40 @@ def test_tta_samples_of_a_u_net_differ_and_start_with_the_plain_prediction(tiny_
     np.testing.assert_allclose(scored.maps, pixel_scores("bald", samples), atol=1e-5)
 
 
-def test_query_sampling_is_checked(tiny_params):
+def test_query_sampling_and_reduction_are_checked_and_change_the_scores(tiny_params, tiny_model, pool_images):
+    """sampling tta: the 8 dihedral views, no dropout draws, so scoring twice gives the same scores
+    (head_dropout's passes draw new masks each time); reduction distance_weighted: each pixel's score
+    weighted by its distance to the 0.5 boundary of the mean prediction, so the predicted background
+    counts nothing (the plain mean counts it)."""
+    from activeseg.acquisition import score_pool
     from activeseg.errors import ActivesegError
 
-    assert tiny_params(query__sampling="tta").query.sampling == "tta"
     with pytest.raises(ActivesegError, match="query.sampling"):
         tiny_params(query__sampling="flips")
-    assert tiny_params(query__reduction="distance_weighted").query.reduction == "distance_weighted"
+    with pytest.raises(ActivesegError, match="query.reduction"):
+        tiny_params(query__reduction="median")
+    default = tiny_params().query
+    query = tiny_params(query__sampling="tta", query__reduction="distance_weighted").query
+    assert (query.sampling, query.reduction, default.sampling, default.reduction) == (
+        "tta", "distance_weighted", "head_dropout", "mean")
+
+    def score(options, model=tiny_model, images=pool_images):
+        return score_pool(model, images, "bald", options.mc_dropout_passes, options.reduction, 8, 0, options.sampling)
+
+    tta, again = score(query), score(query)
+    np.testing.assert_array_equal(tta.scores, again.scores)
+    dropout, other_draw = score(default), score(default)
+    assert not np.allclose(dropout.scores, other_draw.scores)
+    # bright left half (predicted foreground), dark right half: both halves equally doubtful per pixel
+    halves = np.full((1, 32, 32, 3), 0.1, np.float32)
+    halves[:, :, :16] = 0.9
+    pixelwise, plain = pixelwise_model(), tiny_params(query__sampling="tta").query
+    weighted, whole = score(query, pixelwise, halves), score(plain, pixelwise, halves)
+    np.testing.assert_allclose(whole.maps, weighted.maps)
+    np.testing.assert_allclose(whole.scores, whole.maps.mean(), rtol=1e-5)
+    np.testing.assert_allclose(weighted.scores, (whole.maps[0] * distance_weights(whole.probabilities[0])).mean(),
+                               rtol=1e-5)
+    assert weighted.scores[0] < 0.6 * whole.scores[0]   # the background half counts nothing
 
 
 def test_rank_orders_by_score_and_numbers_from_one():
@@ -380,12 +407,45 @@ def test_mc_network_sampling_runs_the_whole_network_per_pass(pool_images):
     noisy.compile(loss=build_loss("bce+dice"))       # as the simulation's model is: cloning it must still work
     scored = score_pool(noisy, pool_images, "mc_dropout", 8, "mean", 2, 0, sampling="mc_network")
     assert scored.scores.shape == (5,) and (scored.scores > 1e-4).all()
+    # what the encoder dropout adds: the passes differ in the features reaching the head, so their
+    # averaged embedding is not the plain features'; with dropout in the head only, it is exactly
+    fixed_features = list(mc_samples(noisy, pool_images, passes=1, batch_size=8))[0][2]
+    assert np.abs(scored.embeddings - fixed_features).max() > 1e-3
+    head_only = build_unet(dataclasses.replace(params, dropout=0.5, dropout_placement="head"), 32, 3)
+    head_scored = score_pool(head_only, pool_images, "mc_dropout", 8, "mean", 2, 0, sampling="mc_network")
+    np.testing.assert_allclose(head_scored.embeddings, list(mc_samples(head_only, pool_images, passes=1,
+                                                                       batch_size=8))[0][2], rtol=1e-4, atol=1e-5)
+    assert (head_scored.scores > 1e-4).all()   # the head's dropout alone passes the old check: it was no check
 
 
-def test_query_sampling_mc_network_and_dropout_placement_are_checked(tiny_params):
+def test_query_sampling_mc_network_and_dropout_placement_are_checked_and_sample_the_features(tiny_params,
+                                                                                               pool_images):
+    """The parsed params do what they say: dropout_placement encoder builds a U-Net with a dropout
+    layer after each of its 4 poolings and the bottleneck, and sampling mc_network runs those in
+    every pass (the features vary), where head_dropout samples the head over fixed features."""
+    from activeseg.acquisition import mc_samples, score_pool
     from activeseg.errors import ActivesegError
+    from activeseg.model import build_unet
+    from activeseg.runtime import keras, seed_everything
 
-    assert tiny_params(query__sampling="mc_network").query.sampling == "mc_network"
-    assert tiny_params(train__dropout_placement="encoder").train.dropout_placement == "encoder"
+    params = tiny_params(query__sampling="mc_network", train__dropout_placement="encoder", train__plain_filters=4)
+    assert (params.query.sampling, params.train.dropout_placement) == ("mc_network", "encoder")
     with pytest.raises(ActivesegError, match="params.yaml: `?train.dropout_placement"):
         tiny_params(train__dropout_placement="everywhere")
+    with pytest.raises(ActivesegError, match="query.sampling"):
+        tiny_params(query__sampling="mc_networks")
+    seed_everything(0)
+    model = build_unet(params.train, 32, 3)
+    features = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    inner = [layer.name for layer in features.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(inner) == 5, inner
+    fixed_features = list(mc_samples(model, pool_images, passes=1, batch_size=8))[0][2]
+
+    def embeddings(sampling):
+        return score_pool(model, pool_images, params.query.strategy, params.query.mc_dropout_passes,
+                          params.query.reduction, 8, 0, sampling).embeddings
+
+    assert np.abs(embeddings(params.query.sampling) - fixed_features).max() > 1e-3
+    np.testing.assert_allclose(embeddings(tiny_params().query.sampling), fixed_features, rtol=1e-4, atol=1e-5)
+
+

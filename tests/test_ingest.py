@@ -218,6 +218,16 @@ def test_predefined_split_csv_is_read_relative_to_raw_dir(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().out  # the CSV counts as used
 
 
+def test_predefined_split_csv_saved_by_excel_with_a_byte_order_mark_reads_as_id_split(tmp_path):
+    raw = tmp_path / "raw"
+    predefined_case(raw, "")
+    # Excel's "CSV UTF-8": a byte-order mark before the header, CRLF line ends
+    (raw / "split.csv").write_bytes("\ufeffid,split\r\na,train\r\nb,val\r\nc,test\r\n".encode("utf-8"))
+    assert (raw / "split.csv").read_bytes().startswith(b"\xef\xbb\xbfid,split")
+    manifest = ingest(IngestParams(raw_dir=str(raw)), 0, tmp_path / "out", "split.csv")
+    assert dict(zip(manifest["id"], manifest["predefined_split"])) == {"a": "train", "b": "val", "c": "test", "u": ""}
+
+
 def predefined_case(raw: Path, csv_text: str) -> None:
     for name in ("a", "b", "c"):
         save(raw / "images" / f"{name}.png", image())
@@ -403,6 +413,12 @@ def mask_and_json(raw):
     labelme_json(raw / "images" / "a.json", [RECT], image_path="a.png")
 
 
+def same_labelme_id(raw):
+    save(raw / "images" / "a.png", image())
+    labelme_json(raw / "images" / "a.json", [RECT], image_path="a.png")
+    labelme_json(raw / "annotations" / "a.json", [RECT], image_path="../images/a.png")
+
+
 def tile_json(raw, name, y=0, x=0):
     """An exported tile's Labelme file (see activeseg.tile_labels) in raw/annotations."""
     path = labelme_json(raw / "annotations" / f"{name}.json", [RECT], image_path=f"{name}.png",
@@ -462,6 +478,7 @@ def nothing_readable(raw):
     (escaping_image_path, "a.json", "escapes the data folder"),
     (absolute_image_path, "a.json", "is absolute"),
     (mask_and_json, "a.json", "both a mask in masks/ and this Labelme file"),
+    (same_labelme_id, "a.json", r"a\.json: two Labelme files share the id 'a' \(also .*/a\.json\); rename or remove one"),
     (tile_outside_its_image, "annotations/a@y32_x0.json", "the tile at y=32, x=0 lies outside its image 'a'"),
     (tile_of_a_missing_image, "annotations/z@y0_x0.json", "annotates a tile of image 'z', which is not in"),
     (tile_of_a_labeled_image, "annotations/a@y0_x0.json", "image 'a', which already has a label"),

@@ -65,6 +65,15 @@ def test_the_plain_unet_for_small_gray_or_large_image_sets(train, gray, side, ar
     assert decided(make_plan(params_with(), manifest, split))["train.architecture"] == architecture
 
 
+def test_a_later_rule_uses_an_explicit_earlier_value_gray_images_fed_as_three_channels_get_the_sm_unet():
+    manifest, split = made_up(train=21, side=64, gray=True)
+    assert decided(make_plan(params_with(), manifest, split))["train.architecture"] == "unet_plain"  # decided: 1
+    plan = make_plan(params_with(preprocess__channels=3), manifest, split)
+    assert plan["params"]["preprocess.channels"]["by"] == "params.yaml"
+    assert decided(plan)["train.architecture"] == "sm_unet", plan["params"]["train.architecture"]["reason"]
+    assert decided(plan)["preprocess.normalization"] == "unit"  # and the rule after it follows the sm_unet
+
+
 def test_an_explicit_small_size_makes_the_sm_unet_cheap_enough():
     plan = make_plan(params_with(preprocess__size=64), *made_up(train=43, side=960, gray=False))
     assert decided(plan)["train.architecture"] == "sm_unet"
@@ -110,6 +119,20 @@ def test_with_tiles_crops_and_steps_follow_the_tiles():
     assert "252 augmented training tiles" in plan["params"]["train.steps_per_epoch"]["reason"]
     small_tiles = make_plan(params_with(preprocess__tile_size=96), *made_up(train=21, side=512))
     assert decided(small_tiles)["train.crop_size"] == 0
+
+
+def test_with_tiles_at_a_scale_steps_count_the_tiles_of_the_scaled_images():
+    # 9 sections of 512 px at scale 0.5 are 256 px: 2 x 2 tiles of 128 each, 36 in all (unscaled: 144)
+    plan = make_plan(params_with(preprocess__tile_size=128, preprocess__scale=0.5, train__batch_size=8,
+                                 augment__variants=0), *made_up(train=9, side=512))
+    reason = plan["params"]["train.steps_per_epoch"]["reason"]
+    assert reason.startswith("one pass over 36 augmented training tiles is 5 steps of 8"), reason
+    assert decided(plan)["train.steps_per_epoch"] == 10 and decided(plan)["train.crop_size"] == 0
+    # three times the tiles with two variants each: 108 tiles, ceil(108 / 8) = 14 steps, inside the bounds
+    varied = make_plan(params_with(preprocess__tile_size=128, preprocess__scale=0.5, train__batch_size=8,
+                                   augment__variants=2), *made_up(train=9, side=512))
+    assert decided(varied)["train.steps_per_epoch"] == 14
+    assert "108 augmented training tiles" in varied["params"]["train.steps_per_epoch"]["reason"]
 
 
 @pytest.mark.parametrize("train, side, steps", [

@@ -106,3 +106,22 @@ def test_only_the_default_raw_dir_is_created(tmp_path, monkeypatch):
     make_default_raw_dir("data/raw")
     make_default_raw_dir(str(tmp_path / "mine"))
     assert (tmp_path / "data" / "raw").is_dir() and not (tmp_path / "mine").exists()
+
+
+def test_an_existing_image_of_the_same_size_but_other_pixels_stops_and_moves_nothing(tmp_path):
+    export = make_export(tmp_path / "query", {"a": [SQUARE], "b": [SQUARE]})
+    edit(export / "a.json", lambda doc: doc["shapes"].clear())
+    edit(export / "b.json", lambda doc: doc["shapes"].clear())
+    annotations = tmp_path / "raw" / "annotations"
+    annotations.mkdir(parents=True)
+    # b's export image is 16x16 of 40s; this one has b's name, its size in pixels and in bytes, other pixels
+    imageio.write_png(annotations / "b.png", np.full((16, 16, 3), 41, np.uint8))
+    theirs = (annotations / "b.png").read_bytes()
+    assert len(theirs) == len((export / "b.png").read_bytes()) and theirs != (export / "b.png").read_bytes()
+    with pytest.raises(ActivesegError, match=r"export/b\.png: .*annotations/b\.png already exists and differs"):
+        rescue_edited_exports(tmp_path / "query", tmp_path / "raw", tmp_path / "rescued.json")
+    # a (no conflict, sorted before b) stays too: the conflict is found before anything moves
+    assert sorted(path.name for path in export.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(path.name for path in annotations.iterdir()) == ["b.png"]
+    assert (annotations / "b.png").read_bytes() == theirs
+    assert not (tmp_path / "rescued.json").exists()

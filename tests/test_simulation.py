@@ -85,6 +85,22 @@ def test_labels_ratio_interval_bootstraps_over_seeds_on_a_fixed_table():
     assert labels_ratio_interval(identical, REFERENCES, "mc_dropout", 0.75) == [0.75, 0.75]
 
 
+def test_labels_ratio_interval_resamples_the_same_seeds_for_the_strategy_and_for_random():
+    """random's curve is mc_dropout's (of RUNS), seed by seed. At target 0.675 seed 1 needs 6 labels, seed 2
+    needs 8, a mix of both 6. Paired (the same seeds drawn for both), every ratio is 1. Unpaired, a
+    strategy draw needing 6 against a random draw of seed 2 twice (8) has a chance of 3/4 * 1/4 = 19%,
+    and the reverse too: the 90% interval would be [0.75, 1.3333]."""
+    from activeseg.simulation import labels_ratio_interval
+
+    mc_rows = RUNS[RUNS["strategy"] == "mc_dropout"]
+    same = pd.concat([mc_rows, mc_rows.assign(strategy="random")], ignore_index=True)
+    per_seed = [labels_to_target(rows["labeled"].to_numpy(), rows["dice"].to_numpy(), 0.675)
+                for _, rows in mc_rows.groupby("seed")]
+    assert per_seed == [6, 8]   # the seeds differ: an unpaired draw would see it
+    for seed in (0, 1, 2):
+        assert labels_ratio_interval(same, REFERENCES, "mc_dropout", 0.75, seed=seed) == [1.0, 1.0]
+
+
 def test_summary_averages_the_score_error_signal_over_scored_rounds():
     runs = RUNS.assign(spearman=[None, 0.2, 0.4, None, 0.6, None, None, 0.0, 0.1, None, -0.1, 0.0],
                        error_lift=[None, 1.5, 2.5, None, 2.0, None, None, 1.0, 1.0, None, 0.7, 1.3])
@@ -310,12 +326,16 @@ def _tiny_simulation_data(size: int = 32):
 
 
 @pytest.mark.parametrize("warm_start", [True, False])
-def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_params, monkeypatch, warm_start):
-    """With warm_start every round's training starts from exactly the weights the previous round
-    ended with (round 1 from round 0's); without it, from the seed's fresh weights."""
+def test_each_round_starts_from_its_own_strategys_previous_model_and_round_1_from_round_0s(
+        tiny_params, monkeypatch, warm_start):
+    """With the real Trainer (which reuses one model) and two strategies of two rounds: with
+    warm_start every round's training starts from exactly the weights its strategy's previous round
+    ended with (round 1 from round 0's, for the second strategy too, not from the first strategy's
+    last model); without it, from the seed's fresh weights. Either way the model score_pool gets in
+    a round is the previous round's of that strategy: round 0's in round 1, for every strategy."""
     from activeseg import simulation
 
-    starts, ends = [], []
+    starts, ends, scored = [], [], []
 
     class RecordingTrainer(simulation.Trainer):
         def fit(self, labeled, seed, start=None):
@@ -333,19 +353,31 @@ def test_warm_start_continues_each_round_from_the_previous_rounds_model(tiny_par
             ends.append([value.copy() for value in model.get_weights()])
             return model
 
+    def recording_score_pool(model, *args, **kwargs):
+        scored.append([value.copy() for value in model.get_weights()])
+        return score_pool(model, *args, **kwargs)
+
+    score_pool = simulation.score_pool
     monkeypatch.setattr(simulation, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(simulation, "score_pool", recording_score_pool)
     params = tiny_params(train__architecture="unet_plain", train__plain_filters=4, train__batch_size=2,
-                         simulation__enabled=True, simulation__strategies=["entropy"], simulation__rounds=2,
+                         simulation__enabled=True, simulation__strategies=["entropy", "random"], simulation__rounds=2,
                          simulation__images_per_round=1, simulation__seeds=1, simulation__epochs_per_round=1,
                          simulation__steps_per_epoch=2, simulation__warm_start=warm_start)
     simulation.simulate(params, _tiny_simulation_data())
-    # fits: full pool (reference), round 0, round 1, round 2
-    assert len(starts) == 4
+    # fits: 0 full pool (reference), 1 round 0, 2-3 entropy's rounds 1-2, 4-5 random's rounds 1-2
+    previous = {2: 1, 3: 2, 4: 1, 5: 4}
+    assert len(starts) == 6 and len(scored) == 4
     same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(a, b))  # noqa: E731
-    assert not same(ends[1], starts[1]), "round 0 learned nothing: the test could not tell starts apart"
-    for round_number in (2, 3):
-        assert same(starts[round_number], ends[round_number - 1]) == warm_start
-        assert same(starts[round_number], starts[1]) != warm_start       # cold: the seed's fresh weights
+    for fit in (1, 2, 3):
+        assert not same(ends[fit], starts[1]) and not same(ends[fit], ends[fit - 1]), \
+            f"fit {fit} learned nothing: the test could not tell the models apart"
+    for fit, before in previous.items():
+        assert same(starts[fit], ends[before]) == warm_start, fit
+        assert same(starts[fit], starts[1]) != warm_start, fit       # cold: the seed's fresh weights
+    for call, fit in enumerate(previous):
+        assert same(scored[call], ends[previous[fit]]), f"score_pool call {call} got another model"
+    assert same(scored[2], ends[1]) and not same(scored[2], ends[3])  # random's round 1: round 0's model
 
 
 def test_pool_and_test_images_are_normalised_once_for_all_rounds(tiny_params, monkeypatch):
