@@ -23,7 +23,6 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Optional
 
 import numpy as np
-from label_studio_converter import brush
 
 from activeseg import labelme, tile_labels
 from activeseg.errors import ActivesegError
@@ -108,6 +107,10 @@ def _shape(where: str, index: int, kind: Any, value: Any, width: Any, height: An
     rle = value.get("rle")
     if not (isinstance(rle, list) and rle and all(_is_int(byte) and 0 <= byte <= 255 for byte in rle)):
         raise ActivesegError(f"{where}: region {index} is a brush stroke without RLE bytes; {fix}")
+    # imported here: the label_studio_converter package loads nltk and more, seconds that the
+    # query stage (which writes tasks) and an ingest without brush strokes need not spend
+    from label_studio_converter import brush
+
     flat = None
     # the stream opens with its value count (32 bits): checked first, for a corrupt count would
     # make the decoder allocate and fill gigabytes
