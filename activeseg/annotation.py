@@ -47,7 +47,7 @@ import numpy as np
 from activeseg import imageio
 from activeseg.acquisition import SCORE_MAXIMUM, PoolScores
 from activeseg.errors import ActivesegError
-from activeseg.label_studio import ID_KEY
+from activeseg.label_studio import ID_KEY, RANK_KEY
 from activeseg.progress import progress
 from activeseg.rescue import EXPORT_RECORD, shapes_digest
 from activeseg.tile_labels import TILE_KEY, TilePlacement
@@ -57,7 +57,7 @@ LABELME_VERSION = "5.5.0"
 QUERIED_FLAG = "activeseg_queried"
 LABEL_STUDIO_FOLDER = "label_studio"
 LOCAL_FILES_URL = "/data/local-files/?d="
-RANK_KEY, SCORE_KEY = "activeseg_rank", "activeseg_score"
+SCORE_KEY = "activeseg_score"
 # the names of the labelling config's tags, which every task's results refer to (from_name, to_name)
 IMAGE_TAG, POLYGON_TAG, BRUSH_TAG = "image", "polygon", "brush"
 IGNORE_LABEL = "__ignore__"

@@ -29,6 +29,7 @@ from activeseg.errors import ActivesegError
 
 ANNOTATIONS_FOLDER = "annotations"
 ID_KEY = "activeseg_id"
+RANK_KEY = "activeseg_rank"  # a task the query exported: its image joins train as a queried one
 REGION_TYPES = ("polygonlabels", "brushlabels")
 UNREAD_TYPES = ("rectanglelabels", "ellipselabels", "keypointlabels", "rectangle", "ellipse", "keypoint",
                 "polygon", "brush")
@@ -144,7 +145,7 @@ def load(path: Path, document: list) -> list[labelme.LabelmeFile]:
         height, width = sizes.pop() if len(sizes) == 1 else (None, None)
         other = {tile_labels.TILE_KEY: data[tile_labels.TILE_KEY]} if tile_labels.TILE_KEY in data else {}
         other[ID_KEY] = image_id(data)
-        flags = {labelme.QUERIED_FLAG: True} if data.get("activeseg_rank") is not None else {}
+        flags = {labelme.QUERIED_FLAG: True} if data.get(RANK_KEY) is not None else {}
         files.append(labelme.LabelmeFile(where, shapes, flags, None, None, height, width, other))
     return files
 

@@ -110,6 +110,17 @@ def test_export_of_an_image_missing_from_ingest_names_the_file(tmp_path):
                               model_version="untracked", served_export="data/query/export")
 
 
+def test_label_studio_paths_are_relative_to_the_project_root_and_one_outside_is_refused(tmp_path, monkeypatch):
+    from activeseg.annotation import document_path, local_files_url
+
+    monkeypatch.chdir(tmp_path)
+    assert document_path("data/query/export") == document_path(tmp_path / "data" / "query" / "export") == \
+        "data/query/export"
+    assert local_files_url("data/query/export/a b@y0_x32.png") == "/data/local-files/?d=data/query/export/a%20b@y0_x32.png"
+    with pytest.raises(ActivesegError, match=r"^\.\./elsewhere/export: outside the project folder .*--out inside it"):
+        document_path("../elsewhere/export")
+
+
 def test_query_label_is_checked(tiny_params):
     with pytest.raises(ActivesegError, match="query.label"):
         tiny_params(query__label="__ignore__")
