@@ -23,13 +23,13 @@ from pathlib import Path, PureWindowsPath
 from typing import Any, Optional
 
 import numpy as np
-from label_studio_converter import brush
 
 from activeseg import labelme, tile_labels
 from activeseg.errors import ActivesegError
 
 ANNOTATIONS_FOLDER = "annotations"
 ID_KEY = "activeseg_id"
+RANK_KEY = "activeseg_rank"  # a task the query exported: its image joins train as a queried one
 REGION_TYPES = ("polygonlabels", "brushlabels")
 UNREAD_TYPES = ("rectanglelabels", "ellipselabels", "keypointlabels", "rectangle", "ellipse", "keypoint",
                 "polygon", "brush")
@@ -108,6 +108,10 @@ def _shape(where: str, index: int, kind: Any, value: Any, width: Any, height: An
     rle = value.get("rle")
     if not (isinstance(rle, list) and rle and all(_is_int(byte) and 0 <= byte <= 255 for byte in rle)):
         raise ActivesegError(f"{where}: region {index} is a brush stroke without RLE bytes; {fix}")
+    # imported here: the label_studio_converter package loads nltk and more, seconds that the
+    # query stage (which writes tasks) and an ingest without brush strokes need not spend
+    from label_studio_converter import brush
+
     flat = None
     # the stream opens with its value count (32 bits): checked first, for a corrupt count would
     # make the decoder allocate and fill gigabytes
@@ -141,7 +145,7 @@ def load(path: Path, document: list) -> list[labelme.LabelmeFile]:
         height, width = sizes.pop() if len(sizes) == 1 else (None, None)
         other = {tile_labels.TILE_KEY: data[tile_labels.TILE_KEY]} if tile_labels.TILE_KEY in data else {}
         other[ID_KEY] = image_id(data)
-        flags = {labelme.QUERIED_FLAG: True} if data.get("activeseg_rank") is not None else {}
+        flags = {labelme.QUERIED_FLAG: True} if data.get(RANK_KEY) is not None else {}
         files.append(labelme.LabelmeFile(where, shapes, flags, None, None, height, width, other))
     return files
 

@@ -4,9 +4,10 @@
 cache) whenever the query stage runs again, so a Labelme file corrected there in place would be
 gone. The ``collect_annotations`` stage runs first in every ``dvc repro`` (``always_changed``):
 it compares each ``export/<id>.json`` with the shapes the query stage wrote (their digests are
-recorded in ``data/query/exported_shapes.json``) and moves every file whose shapes differ (a
-person's edit), with a copy of its image, into ``<ingest.raw_dir>/annotations/``, where ingest
-reads it in that same ``dvc repro``. Shapes are compared, not bytes: Labelme re-saves an unchanged
+recorded in ``data/query/exported_shapes.json``; ``export/label_studio/``, the same images as
+Label Studio tasks, is not looked at) and moves every file whose shapes differ (a person's
+edit), with a copy of its image, into ``<ingest.raw_dir>/annotations/``, where ingest reads it
+in that same ``dvc repro``. Shapes are compared, not bytes: Labelme re-saves an unchanged
 file with other formatting (and often with the image embedded), which is no edit.
 
 Nothing is deleted or overwritten: a file of that name already in the annotations folder with
@@ -29,8 +30,8 @@ from activeseg.outputs import write_json
 from activeseg.params import IngestParams
 
 EXPORT_FOLDER = "export"
-# Beside export/, not in it: the README's `cp data/query/export/* data/raw/annotations/` must not
-# carry a file that ingest would read as a (broken) Labelme file.
+# Beside export/, not in it: the README's `cp data/query/export/*.json data/query/export/*.png
+# data/raw/annotations/` must not carry a file that ingest would read as a (broken) Labelme file.
 EXPORT_RECORD = "exported_shapes.json"
 ANNOTATIONS_FOLDER = "annotations"
 

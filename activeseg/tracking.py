@@ -3,9 +3,10 @@
 - Store: ``MLFLOW_TRACKING_URI`` when set (a shared tracking server), else a SQLite store and an
   artifact folder at the project root, as absolute paths, so experiments that DVC runs in
   ``.dvc/tmp/exps/…`` (``--queue``, ``--temp``) still land in the project's store.
-- Run: the train stage starts it and records its id in ``models/mlflow_run.json`` (a DVC
-  output); later stages reopen that run, so one pipeline execution is one MLflow run. It ends
-  FINISHED, FAILED on an error, or KILLED on Ctrl-C / SIGTERM, with what it logged so far.
+- Run: the train stage starts it and records its id and name in ``models/mlflow_run.json`` (a DVC
+  output; with tracking off, no id and the name the run would have had); later stages reopen
+  that run, so one pipeline execution is one MLflow run. It ends FINISHED, FAILED on an error,
+  or KILLED on Ctrl-C / SIGTERM, with what it logged so far.
 - Name: the DVC experiment's under ``dvc exp run``, else ``<branch>@<revision>`` (``+dirty``
   when files other than the pipeline's outputs differ from that revision).
 - Tags: git revision, DVC experiment name and baseline revision (``DVC_EXP_NAME``,
@@ -187,16 +188,23 @@ def pipeline_outputs(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
             for entry in (stage.get(kind) or [])]
 
 
+def run_name(revision: str) -> Optional[str]:
+    """The run's name: the DVC experiment's under ``dvc exp run``, else :func:`git_run_name`;
+    None outside git (MLflow then makes one up)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    return git_run_name(revision) if revision != "unknown" else None
+
+
 def run_tags(data_version: str) -> dict[str, str]:
     revision = git_revision()
     tags = {"git_revision": revision, "data_version": data_version}
     for variable, tag in (("DVC_EXP_NAME", "dvc_exp_name"), ("DVC_EXP_BASELINE_REV", "dvc_baseline_rev")):
         if os.environ.get(variable):
             tags[tag] = os.environ[variable]
-    if "dvc_exp_name" in tags:
-        tags["mlflow.runName"] = tags["dvc_exp_name"]
-    elif revision != "unknown":  # rather than a random name from MLflow
-        tags["mlflow.runName"] = git_run_name(revision)
+    name = run_name(revision)
+    if name is not None:  # rather than a random name from MLflow
+        tags["mlflow.runName"] = name
     return tags
 
 
@@ -204,7 +212,8 @@ def run_tags(data_version: str) -> dict[str, str]:
 def start_run(params: Params, data_version: str, run_record: str | Path) -> Iterator[object]:
     """Open a new run with the flattened params and tags; yields ``mlflow`` (or None when off)."""
     if not tracking_active(params.tracking):
-        write_json(run_record, {"run_id": None})
+        # the name the run would have had: the query's Label Studio tasks name the model by it
+        write_json(run_record, {"run_id": None, "run_name": run_name(git_revision())})
         yield None
         return
     mlflow = _mlflow()
@@ -217,7 +226,8 @@ def start_run(params: Params, data_version: str, run_record: str | Path) -> Iter
     with _ending_run(mlflow):
         mlflow.log_params(flatten(params))
         yield mlflow
-        write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id})
+        write_json(run_record, {"run_id": run.info.run_id, "experiment_id": experiment_id,
+                                "run_name": run.info.run_name})
 
 
 def log_plan(mlflow, plan_path: str | Path) -> None:
@@ -241,6 +251,17 @@ def run_to_resume(tracking: TrackingParams, run_record: str | Path) -> Optional[
     if run_id is None or not tracking_active(tracking):
         return None
     return run_id
+
+
+UNTRACKED_MODEL = "untracked"
+
+
+def recorded_run_name(run_record: str | Path) -> str:
+    """The name of the run that trained the model (the record's ``run_name``); a record without
+    one (from before names were recorded) gives its run id, and a run outside git with tracking
+    off gives :data:`UNTRACKED_MODEL`."""
+    record = json.loads(Path(run_record).read_text())
+    return record.get("run_name") or record.get("run_id") or UNTRACKED_MODEL
 
 
 @contextlib.contextmanager

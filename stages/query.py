@@ -1,16 +1,16 @@
 """DVC stage query: score the unlabeled pool (images, or with preprocess.tile_size tiles), rank it,
-export the K picked for annotation."""
+export the K picked for annotation (Labelme files, and Label Studio tasks in export/label_studio/)."""
 
 import argparse
 from pathlib import Path
 
 from activeseg.acquisition import PoolScores, pick, rank, score_pool
-from activeseg.annotation import export_for_annotation
+from activeseg.annotation import LABEL_STUDIO_FOLDER, document_path, export_for_annotation
 from activeseg.errors import run_main
 from activeseg.outputs import atomic_path, write_csv, write_json
 from activeseg.params import load_params
 from activeseg.preprocess import Transform, load_split_arrays
-from activeseg.tracking import resume_run, run_to_resume
+from activeseg.tracking import recorded_run_name, resume_run, run_to_resume
 
 
 def main() -> None:
@@ -26,6 +26,8 @@ def main() -> None:
     params = load_params(args.params)
     query = params.query
     run_id = run_to_resume(params.tracking, args.run_record)
+    model_version = recorded_run_name(args.run_record)
+    served_export = document_path(Path(args.out) / "export")
     transform = Transform.load(Path(args.prepared) / "stats.json")
     pool = load_split_arrays(args.prepared, "pool")
     tiles = bool(transform.tile_size)
@@ -53,14 +55,16 @@ def main() -> None:
     with atomic_path(args.out, directory=True) as staging:
         write_csv(staging / "ranking.csv", ranking)
         export_for_annotation(staging, chosen, exported, scored, args.ingested, query.strategy,
-                              params.evaluate.threshold, query.label, transform.tile_size, transform.scale)
+                              params.evaluate.threshold, query.label, transform.tile_size, transform.scale,
+                              ranking=ranking, model_version=model_version, served_export=served_export)
     summary = {"pool_size": int(len(ranking)), "exported": len(chosen), "strategy": query.strategy,
                "top_score": float(ranking["score"].max()) if len(ranking) else 0.0,
                "mean_score": float(ranking["score"].mean()) if len(ranking) else 0.0}
     write_json(args.metrics, summary)
     what = "tiles" if transform.tile_size else "images"
     print(f"query: ranked {len(ranking)} pool {what} by {query.strategy}; exported {len(chosen)} with "
-          f"pre-filled Labelme JSON to {Path(args.out) / 'export'} for annotation")
+          f"pre-filled Labelme JSON to {Path(args.out) / 'export'} for annotation, and as Label Studio tasks "
+          f"(model_version {model_version}) to {Path(args.out) / 'export' / LABEL_STUDIO_FOLDER}")
     with resume_run(run_id) as mlflow:
         if mlflow:
             mlflow.log_metrics({f"query_{key}": value for key, value in summary.items() if key != "strategy"})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from activeseg import imageio
-from activeseg.acquisition import PoolScores
+from activeseg.acquisition import PoolScores, rank
 from activeseg.annotation import (QUERIED_FLAG, export_for_annotation, labelme_document, prediction_polygons,
                                   uncertainty_picture)
 from activeseg.errors import ActivesegError
@@ -79,9 +79,12 @@ def test_export_writes_image_json_and_uncertainty_per_chosen_id(tmp_path):
     probabilities[1, 4:12, 4:12] = 0.9
     scored = PoolScores(np.array([0.1, 0.9, 0.5]), np.full((3, 16, 16), 0.1, np.float32), probabilities)
     export_for_annotation(tmp_path / "query", ["b", "a"], np.array(["a", "b", "c"]), scored, ingested,
-                          "entropy", 0.5, "foreground")
-    exported = sorted(path.name for path in (tmp_path / "query" / "export").iterdir())
+                          "entropy", 0.5, "foreground", ranking=rank(["a", "b", "c"], scored.scores, "entropy"),
+                          model_version="main@0123abc", served_export="data/query/export")
+    exported = sorted(path.name for path in (tmp_path / "query" / "export").iterdir() if path.is_file())
     assert exported == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(path.name for path in (tmp_path / "query" / "export" / "label_studio").iterdir()) == \
+        ["config.xml", "tasks.json"]
     assert sorted(path.name for path in (tmp_path / "query" / "uncertainty").iterdir()) == ["a.png", "b.png"]
     document = json.loads((tmp_path / "query" / "export" / "b.json").read_text())
     assert (document["imageHeight"], document["imageWidth"]) == (20, 20)
@@ -103,7 +106,19 @@ def test_export_of_an_image_missing_from_ingest_names_the_file(tmp_path):
     scored = PoolScores(np.zeros(2), np.zeros((2, 8, 8), np.float32), np.zeros((2, 8, 8), np.float32))
     with pytest.raises(ActivesegError, match=r"images/gone\.png"):
         export_for_annotation(tmp_path / "query", ["gone"], np.array(["a", "gone"]), scored, ingested,
-                              "margin", 0.5, "foreground")
+                              "margin", 0.5, "foreground", ranking=rank(["a", "gone"], scored.scores, "margin"),
+                              model_version="untracked", served_export="data/query/export")
+
+
+def test_label_studio_paths_are_relative_to_the_project_root_and_one_outside_is_refused(tmp_path, monkeypatch):
+    from activeseg.annotation import document_path, local_files_url
+
+    monkeypatch.chdir(tmp_path)
+    assert document_path("data/query/export") == document_path(tmp_path / "data" / "query" / "export") == \
+        "data/query/export"
+    assert local_files_url("data/query/export/a b@y0_x32.png") == "/data/local-files/?d=data/query/export/a%20b@y0_x32.png"
+    with pytest.raises(ActivesegError, match=r"^\.\./elsewhere/export: outside the project folder .*--out inside it"):
+        document_path("../elsewhere/export")
 
 
 def test_query_label_is_checked(tiny_params):
@@ -144,3 +159,8 @@ def test_query_stage_with_an_empty_pool_writes_an_empty_ranking_without_loading_
     assert "ranked 0 pool images" in finished.stdout
     assert json.loads((tmp_path / "query.json").read_text())["pool_size"] == 0
     assert (tmp_path / "query" / "ranking.csv").read_text().startswith("id,score,rank")
+    # nothing to annotate: no tasks, the config all the same; a record without a run name (tracking
+    # off outside git) names the model "untracked"
+    assert json.loads((tmp_path / "query" / "export" / "label_studio" / "tasks.json").read_text()) == []
+    assert (tmp_path / "query" / "export" / "label_studio" / "config.xml").is_file()
+    assert "(model_version untracked)" in finished.stdout

@@ -24,6 +24,10 @@ def make_export(query, polygons_by_id):
         (query / "export" / f"{image_id}.json").write_text(json.dumps(document, indent=2) + "\n")
         record[image_id] = shapes_digest(document)
     (query / EXPORT_RECORD).write_text(json.dumps(record))
+    # the Label Studio tasks of the same images, which the rescue leaves alone
+    (query / "export" / "label_studio").mkdir()
+    (query / "export" / "label_studio" / "tasks.json").write_text(json.dumps([{"data": {"image": "x"}}]))
+    (query / "export" / "label_studio" / "config.xml").write_text("<View/>\n")
     return query / "export"
 
 
@@ -53,6 +57,7 @@ def test_edited_export_moves_with_its_image_and_resaved_or_deleted_ones_stay(tmp
     assert (raw / "annotations" / "a.json").read_text() == edited_text
     assert (raw / "annotations" / "a.png").read_bytes() == (export / "a.png").read_bytes()
     assert not (export / "a.json").exists() and (export / "b.json").exists() and (export / "d.json").exists()
+    assert sorted(path.name for path in (export / "label_studio").iterdir()) == ["config.xml", "tasks.json"]
     assert json.loads(receipt.read_text()) == rescued
     # nothing more to rescue: the receipt keeps its bytes, so ingest (which depends on it) stays put
     before = receipt.read_bytes()

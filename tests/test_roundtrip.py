@@ -67,7 +67,18 @@ def test_queried_image_annotated_in_labelme_joins_train_and_val_test_stay(querie
     assert len(ranking) == UNLABELED and ranking["rank"].tolist() == list(range(1, UNLABELED + 1))
     export = project / "data" / "query" / "export"
     chosen = ranking["id"][:2].tolist()
-    assert sorted(path.name for path in export.iterdir()) == sorted(f"{i}.{s}" for i in chosen for s in ("json", "png"))
+    assert sorted(path.name for path in export.iterdir() if path.is_file()) == \
+        sorted(f"{i}.{s}" for i in chosen for s in ("json", "png"))
+    # the same images as Label Studio tasks, each image served from the project root, the model
+    # named by its MLflow run
+    tasks = json.loads((export / "label_studio" / "tasks.json").read_text())
+    run_name = json.loads((project / "models" / "mlflow_run.json").read_text())["run_name"]
+    assert run_name.startswith("main@")
+    assert [(task["data"]["activeseg_id"], task["data"]["activeseg_rank"]) for task in tasks] == [(chosen[0], 1),
+                                                                                                  (chosen[1], 2)]
+    for task in tasks:
+        assert (project / task["data"]["image"].removeprefix("/data/local-files/?d=")).is_file()
+        assert task["predictions"][0]["model_version"] == run_name
     assert sorted(path.name for path in (project / "data" / "query" / "uncertainty").iterdir()) == \
         sorted(f"{image_id}.png" for image_id in chosen)
     picked = chosen[0]
@@ -153,7 +164,8 @@ def test_edited_export_survives_repro(finished_project, tmp_path):
     assert file_digests(project, ["data/ingested/images"]) == images_before
 
     # the README's round, literally: copy the export, change one polygon, dvc repro
-    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/* data/raw/annotations/"], project)
+    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/*.json data/query/export/*.png "
+                       "data/raw/annotations/"], project)
     changed = annotations / f"{resaved}.json"
     document = json.loads(changed.read_text())
     document["shapes"] = document["shapes"][1:] + [labelme_square((4, 4), 8)]
@@ -208,13 +220,15 @@ def test_annotated_tile_joins_train_and_the_rest_of_its_image_stays_in_the_pool(
     assert set(ranking["id"]) == {f"{s}@y{y}_x{x}" for s in pool_images for y in (0, tile) for x in (0, tile)}
     export = project / "data" / "query" / "export"
     chosen = ranking["id"][:picks].tolist()
-    assert sorted(path.name for path in export.iterdir()) == sorted(f"{i}.{s}" for i in chosen for s in ("json", "png"))
+    assert sorted(path.name for path in export.iterdir() if path.is_file()) == \
+        sorted(f"{i}.{s}" for i in chosen for s in ("json", "png"))
     picked = chosen[0]
     source, y, x = ranking.loc[0, ["source", "y", "x"]]
     assert imageio.read_image(export / f"{picked}.png").shape[:2] == (tile, tile)
 
     # README: copy the exported pairs to data/raw/annotations, correct one in Labelme (a polygon changed)
-    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/* data/raw/annotations/"], project)
+    run(["bash", "-c", "mkdir -p data/raw/annotations && cp data/query/export/*.json data/query/export/*.png "
+                       "data/raw/annotations/"], project)
     edited = raw / "annotations" / f"{picked}.json"
     document = json.loads(edited.read_text())
     assert document[TILE_KEY] == {"image": source, "y": int(y), "x": int(x), "scale": 1.0, "tile_size": tile}

@@ -183,9 +183,10 @@ def test_the_pool_is_tiles_and_the_query_ranks_and_exports_tiles_ingest_reads_ba
     probabilities[1, 2:10, 0:3] = 0.9
     scored = PoolScores(scores, np.full((4, 32, 32), 0.2, np.float32), probabilities)
     export_for_annotation(tmp_path / "query", ["p@y0_x32"], pool.ids, scored, ingested, "entropy", 0.5,
-                          "foreground", tile_size=32, scale=0.5)
+                          "foreground", tile_size=32, scale=0.5, ranking=table, model_version="untracked",
+                          served_export="data/query/export")
     export = tmp_path / "query" / "export"
-    assert sorted(path.name for path in export.iterdir()) == ["p@y0_x32.json", "p@y0_x32.png"]
+    assert sorted(path.name for path in export.iterdir() if path.is_file()) == ["p@y0_x32.json", "p@y0_x32.png"]
     pixels = imageio.read_image(export / "p@y0_x32.png")
     np.testing.assert_array_equal(pixels, rescale(imageio.read_image(ingested / "images" / "p.png"), 0.5)[0:32, 32:35])
     document = json.loads((export / "p@y0_x32.json").read_text())

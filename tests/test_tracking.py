@@ -47,6 +47,34 @@ def test_experiment_run_keeps_the_experiment_name(git_project, monkeypatch):
     assert run_tags("data")["mlflow.runName"] == "epochs-2"
 
 
+def test_the_run_record_names_the_run_and_with_tracking_off_the_name_it_would_have_had(
+        git_project, monkeypatch, tiny_params):
+    """The query's Label Studio tasks name the model by the record's run name (``model_version``)."""
+    import json
+
+    from activeseg.tracking import UNTRACKED_MODEL, recorded_run_name, start_run
+
+    revision = run(["git", "rev-parse", "HEAD"], git_project).stdout.strip()
+    record = git_project / "models" / "mlflow_run.json"
+    with start_run(tiny_params(tracking__enabled=False), "data", record):
+        pass
+    assert json.loads(record.read_text()) == {"run_id": None, "run_name": f"main@{revision[:7]}"}
+    assert recorded_run_name(record) == f"main@{revision[:7]}"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{git_project / 'mlflow.db'}")
+    monkeypatch.setenv("DVC_EXP_NAME", "epochs-2")
+    with start_run(tiny_params(), "data", record) as tracked:
+        run_id = tracked.active_run().info.run_id
+    written = json.loads(record.read_text())
+    assert written["run_id"] == run_id and written["run_name"] == "epochs-2"
+    assert tracked.MlflowClient().get_run(run_id).info.run_name == "epochs-2"
+
+    record.write_text(json.dumps({"run_id": "0123abcd"}))  # written before run names were recorded
+    assert recorded_run_name(record) == "0123abcd"
+    record.write_text(json.dumps({"run_id": None, "run_name": None}))  # tracking off, outside git
+    assert recorded_run_name(record) == UNTRACKED_MODEL
+
+
 def run_status(tmp_path, stop: BaseException, tiny_params):
     """Open a run in a local store, log a metric, raise ``stop``; the run as the store has it."""
     import mlflow
