@@ -121,13 +121,16 @@ class Trainer:
 
     def __init__(self, params: Params, data: SimulationData) -> None:
         from activeseg.precision import choose, policy
-        from activeseg.training import compiled
+        from activeseg.training import compiled, example_batch
 
         self.params, self.data = params, data
+        self._val = (data.transform.normalize(data.val.images), pack_targets(data.val.masks, data.val.ignore))
+        example = example_batch(self._val)
         initial = data.labeled_with([])
         probe_stream = labeled_stream(data.transform.normalize(initial.images),
                                       pack_targets(initial.masks, initial.ignore), params.train.batch_size, params.seed)
-        self.precision = choose(params.train.precision, lambda: compiled(self._unet(), params.train), probe_stream,
+        self.precision = choose(params.train.precision, lambda: compiled(self._unet(), params.train, example),
+                                probe_stream,
                                 "simulation").policy
 
         def build():
@@ -135,13 +138,11 @@ class Trainer:
                 return self._unet()
 
         self._build = build
-        self.model = compiled(self._build(), params.train)
+        self.model = compiled(self._build(), params.train, example)
         # The optimizer's state as built: its variables include the learning rate, so a reset
         # must restore these values (zeroing them all would train with a learning rate of 0)
-        self.model.optimizer.build(self.model.trainable_variables)
         self._initial_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
         self._initial_variables: dict[int, list] = {}
-        self._val = (data.transform.normalize(data.val.images), pack_targets(data.val.masks, data.val.ignore))
 
     def _unet(self):
         from activeseg.model import build_unet

@@ -252,3 +252,24 @@ def test_each_precision_trains_saves_loads_and_predicts_in_float32(tmp_path, pre
     predicted = probabilities > 0.5
     dice = 2 * (predicted & (val.masks > 0)).sum() / (predicted.sum() + val.masks.sum())
     assert dice == pytest.approx(run.history["val_dice"].max(), abs=0.05)  # the best epoch, in float32
+
+
+@pytest.mark.parametrize("with_example", [True, False])
+def test_the_training_step_is_traced_once_when_compiled_with_an_example_batch(with_example):
+    # tf.function runs train_step's Python only while tracing: each call below is one trace
+    from activeseg.model import build_unet
+    from activeseg.runtime import tf
+    from activeseg.training import compiled, example_batch
+
+    seed_everything(0)
+    images = np.random.default_rng(0).random((8, 32, 32, 1), dtype=np.float32)
+    targets = pack_targets((images > 0.5).astype(np.float32), np.zeros_like(images))
+    model = build_unet(TINY, 32, 1)
+    model = compiled(model, TINY, example_batch((images, targets)) if with_example else None)
+    traces = []
+    train_step = model.train_step
+    model.train_step = lambda data: (traces.append(1), train_step(data))[1]
+    model.fit(tf.data.Dataset.from_tensor_slices((images, targets)).batch(4).repeat(), steps_per_epoch=2,
+              epochs=1, verbose=0)
+    # without the example Keras creates the optimizer's and metrics' variables in a first trace
+    assert len(traces) == (1 if with_example else 2)
