@@ -73,12 +73,12 @@ class _StepTimer(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
-def probe_ms_per_step(build: Callable[[], keras.Model], data) -> float:
+def probe_ms_per_step(build: Callable[[], keras.Model], data, steps: int = PROBE_STEPS) -> float:
     """ms per training step of the model ``build`` returns (compiled) on ``data``, under the
-    current dtype policy, after :data:`PROBE_WARMUP` untimed steps."""
+    current dtype policy, over ``steps`` steps after :data:`PROBE_WARMUP` untimed ones."""
     model, timer = build(), _StepTimer()
-    model.fit(data, steps_per_epoch=PROBE_WARMUP + PROBE_STEPS, epochs=1, verbose=0, callbacks=[timer])
-    return (timer.ends[-1] - timer.ends[PROBE_WARMUP - 1]) / PROBE_STEPS * 1000
+    model.fit(data, steps_per_epoch=PROBE_WARMUP + steps, epochs=1, verbose=0, callbacks=[timer])
+    return (timer.ends[-1] - timer.ends[PROBE_WARMUP - 1]) / steps * 1000
 
 
 def choose(requested: str, build: Callable[[], keras.Model], data, who: str = "train",

@@ -41,25 +41,31 @@ def set_dotted(mapping: dict, assignment: str) -> None:
     mapping[last] = yaml.safe_load(value)
 
 
-def train_and_test(params, data: Path) -> tuple[dict, pd.DataFrame]:
-    """Train on sections 0-19 (+ augmented copies), keep the best epoch on 20-24, test on 25-29:
-    the test figures with the training wall time, and the training history."""
+def prepared(params, data: Path, scratch: Path):
+    """The transform, augmented training set, validation and test sets of the fixed split
+    (sections 0-19 train, 20-24 validate, 25-29 test), prepared in ``scratch``."""
     sections = range(30)
     split = pd.DataFrame({"id": [str(n) for n in sections],
                           "split": ["train" if n < 20 else "val" if n < 25 else "test" for n in sections],
                           "has_mask": True})
+    transform = preprocess(data, split, params.preprocess, scratch / "prepared")
+    train_set, val_set, test_set = (load_split_arrays(scratch / "prepared", name) for name in ("train", "val", "test"))
+    augmented = augment(train_set, build_pipeline(params.augment.pipeline, params.seed), params.augment.variants)
+    return transform, augmented, val_set, test_set
+
+
+def train_and_test(params, data: Path) -> tuple[dict, pd.DataFrame]:
+    """Train on sections 0-19 (+ augmented copies), keep the best epoch on 20-24, test on 25-29:
+    the test figures with the training wall time, and the training history."""
     seed_everything(params.seed)
     from activeseg.training import train
 
     with tempfile.TemporaryDirectory() as scratch:
-        transform = preprocess(data, split, params.preprocess, Path(scratch) / "prepared")
-        train_set = load_split_arrays(Path(scratch) / "prepared", "train")
-        val_set = load_split_arrays(Path(scratch) / "prepared", "val")
-        test_set = load_split_arrays(Path(scratch) / "prepared", "test")
-        augmented = augment(train_set, build_pipeline(params.augment.pipeline, params.seed), params.augment.variants)
+        transform, augmented, val_set, test_set = prepared(params, data, Path(scratch))
         started = time.perf_counter()
-        history = train(params.train, params.epochs, transform, augmented, val_set, Path(scratch) / "model.keras",
-                        seed=params.seed).history
+        run = train(params.train, params.epochs, transform, augmented, val_set, Path(scratch) / "model.keras",
+                    seed=params.seed)
+        history = run.history
         train_seconds = time.perf_counter() - started
         from activeseg.model import load_model
 
@@ -70,6 +76,7 @@ def train_and_test(params, data: Path) -> tuple[dict, pd.DataFrame]:
         "test_dice": summary["dice"], "test_f1": summary["f1"], "test_precision": summary["precision"],
         "test_recall": summary["recall"], "test_iou": summary["iou"], "trivial_all_foreground_dice": summary["trivial_dice"],
         "train_wall_seconds": round(train_seconds, 1), "epochs_run": int(len(history)),
+        "stopped_by": run.stopped_by, "steps_trained": run.steps_trained, "precision": run.precision.policy,
         "best_val_dice": float(history["val_dice"].max()), "train_images_after_augment": int(len(augmented)),
         "machine": f"{platform.node()} {os.cpu_count()} cpus", "load_average_after": os.getloadavg(),
     }
