@@ -2,6 +2,7 @@
 
     python bench/stability.py --venv .venv                       # seeds 1 2 3 (oneDNN on), seed 1 oneDNN off
     python bench/stability.py --venv .venv --seeds 2 --no-onednn-off   # one part; later parts merge in
+    python bench/stability.py --venv .venv -S ingest.synthetic.count=320  # a design change tried (records apart)
 
 A fresh clone of HEAD, params.yaml untouched but `seed`, runs `dvc exp run -S seed=N` on the
 built-in data for each seed with TF_ENABLE_ONEDNN_OPTS=1, then the first seed again with
@@ -28,9 +29,10 @@ RUNS = RESULTS / "stability_runs"
 BARS = {"dice_std": 0.01, "onednn_off_on_delta": 0.01}
 
 
-def run_seed(clone: Path, env: dict[str, str], seed: int, onednn: int, force: bool) -> dict:
+def run_seed(clone: Path, env: dict[str, str], seed: int, onednn: int, force: bool, overrides: list[str]) -> dict:
     env = {**env, "TF_ENABLE_ONEDNN_OPTS": str(onednn)}
-    command = ["dvc", "exp", "run", "-S", f"seed={seed}"] + (["--force"] if force else [])
+    command = ["dvc", "exp", "run", "-S", f"seed={seed}"] + [arg for override in overrides for arg in ("-S", override)]
+    command += ["--force"] if force else []
     load_before = load_average()
     returncode, seconds, stage_seconds = run_timed(command, clone, env)
     if returncode != 0:
@@ -38,7 +40,8 @@ def run_seed(clone: Path, env: dict[str, str], seed: int, onednn: int, force: bo
     evaluation = json.loads((clone / "metrics" / "evaluate.json").read_text())
     training = json.loads((clone / "metrics" / "train.json").read_text())
     return {
-        "seed": seed, "onednn": onednn, "command": f"TF_ENABLE_ONEDNN_OPTS={onednn} {' '.join(command)}",
+        "seed": seed, "onednn": onednn, "overrides": overrides,
+        "command": f"TF_ENABLE_ONEDNN_OPTS={onednn} {' '.join(command)}",
         "dice": evaluation["dice"], "test_images": evaluation["images"],
         "best_val_dice": training["best_val_dice"], "best_epoch": training["best_epoch"],
         "epochs_run": training["epochs_run"], "stopped_by": training.get("stopped_by"),
@@ -48,9 +51,14 @@ def run_seed(clone: Path, env: dict[str, str], seed: int, onednn: int, force: bo
     }
 
 
-def merge() -> dict | None:
-    """stability.json from every record in RUNS of one revision (the newest), or None if none."""
+def record_name(seed: int, onednn: int, overrides: list[str]) -> str:
+    return f"seed{seed}_onednn{onednn}{''.join('_' + override for override in overrides)}.json"
+
+
+def merge(overrides: list[str]) -> dict | None:
+    """The summary of every record in RUNS with these overrides and the newest such revision."""
     records = [json.loads(path.read_text()) for path in sorted(RUNS.glob("seed*_onednn*.json"))]
+    records = [record for record in records if record.get("overrides", []) == overrides]
     if not records:
         return None
     newest = max(records, key=lambda record: record["date"])["revision"]
@@ -61,7 +69,7 @@ def merge() -> dict | None:
         "seeds": [record["seed"] for record in on], "dice": dice,
         "dice_std": round(statistics.pstdev(dice), 6) if len(dice) > 1 else None,
         "dice_mean": round(statistics.fmean(dice), 6) if dice else None,
-        "onednn_off_on_delta": None, "revision": newest,
+        "onednn_off_on_delta": None, "overrides": overrides, "revision": newest,
         "machine": on[0]["machine"] if on else records[0]["machine"],
         "runs": [{key: record[key] for key in ("seed", "onednn", "dice", "best_val_dice", "epochs_run",
                                                 "stopped_by", "precision", "seconds", "date")}
@@ -82,8 +90,12 @@ def main() -> None:
     parser.add_argument("--venv", required=True, help="an installed environment (the install is not what is measured)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--no-onednn-off", action="store_true", help="skip the TF_ENABLE_ONEDNN_OPTS=0 run")
+    parser.add_argument("-S", "--set", action="append", default=[],
+                        help="a param override for every run (a design change tried): its summary goes to "
+                             "stability_<overrides>.json, not stability.json")
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
     args = parser.parse_args()
+    summary_path = RESULTS / ("stability.json" if not args.set else f"stability_{'_'.join(args.set)}.json")
 
     clone = clone_head("activeseg-stability-")
     env = user_environment(clone, args.venv)
@@ -91,10 +103,10 @@ def main() -> None:
     plan = [(seed, 1) for seed in args.seeds] + ([] if args.no_onednn_off else [(args.seeds[0], 0)])
     for index, (seed, onednn) in enumerate(plan):
         print(f"stability: run {index + 1}/{len(plan)}: seed {seed}, TF_ENABLE_ONEDNN_OPTS={onednn}", flush=True)
-        record = run_seed(clone, env, seed, onednn, force=index > 0)
-        (RUNS / f"seed{seed}_onednn{onednn}.json").write_text(json.dumps(record, indent=2) + "\n")
-        summary = merge()
-        (RESULTS / "stability.json").write_text(json.dumps(summary, indent=2) + "\n")
+        record = run_seed(clone, env, seed, onednn, force=index > 0, overrides=args.set)
+        (RUNS / record_name(seed, onednn, args.set)).write_text(json.dumps(record, indent=2) + "\n")
+        summary = merge(args.set)
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps({key: summary[key] for key in ("seeds", "dice", "dice_std", "onednn_off_on_delta")}),
               flush=True)
     if args.keep:
