@@ -83,7 +83,7 @@ def _architecture(data: dict, values: dict, params: Params) -> tuple[Any, str]:
     if data["train_labeled"] < SMALL_SET and side > CHEAP_SIDE:
         return "unet_plain", (f"{small} of side {side} > {CHEAP_SIDE} px: the small plain U-Net "
                               f"(a {params.train.backbone} step at that size is too slow on a CPU)")
-    why = f"colour images of side <= {CHEAP_SIDE} px" if data["train_labeled"] < SMALL_SET else \
+    why = f"3-channel input of side <= {CHEAP_SIDE} px" if data["train_labeled"] < SMALL_SET else \
         f">= {SMALL_SET} labeled training images"
     return "sm_unet", f"{why}: {sm}"
 

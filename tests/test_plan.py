@@ -71,6 +71,7 @@ def test_a_later_rule_uses_an_explicit_earlier_value_gray_images_fed_as_three_ch
     plan = make_plan(params_with(preprocess__channels=3), manifest, split)
     assert plan["params"]["preprocess.channels"]["by"] == "params.yaml"
     assert decided(plan)["train.architecture"] == "sm_unet", plan["params"]["train.architecture"]["reason"]
+    assert plan["params"]["train.architecture"]["reason"].startswith("3-channel input of side <= 64 px")
     assert decided(plan)["preprocess.normalization"] == "unit"  # and the rule after it follows the sm_unet
 
 
