@@ -27,7 +27,10 @@ from activeseg.runtime import keras
 FLOAT32, BFLOAT16 = "float32", "mixed_bfloat16"
 MIN_SPEEDUP = 1.15    # below this the measured gain is within the probe's noise on a shared 2-core CPU
 PROBE_WARMUP = 2      # steps not timed: the first traces the graph, the second settles oneDNN's kernels
-PROBE_STEPS = 6       # steps timed per format
+PROBE_STEPS = 6       # steps timed per format and round
+PROBE_ROUNDS = 2      # rounds, the formats alternating; each format's fastest round counts: one
+                      # round of 6 steps measured the same default run 1.29x and then 0.97x (AMD
+                      # Zen 4), so a single round let the probe's noise pick the format
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512-BF16"}  # /proc/cpuinfo flag → name
 
 
@@ -73,12 +76,17 @@ class _StepTimer(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
-def probe_ms_per_step(build: Callable[[], keras.Model], data, steps: int = PROBE_STEPS) -> float:
-    """ms per training step of the model ``build`` returns (compiled) on ``data``, under the
-    current dtype policy, over ``steps`` steps after :data:`PROBE_WARMUP` untimed ones."""
-    model, timer = build(), _StepTimer()
+def ms_per_step(model: keras.Model, data, steps: int = PROBE_STEPS) -> float:
+    """ms per training step of the compiled ``model`` on ``data``, over ``steps`` steps after
+    :data:`PROBE_WARMUP` untimed ones (a model fitted before is not traced again)."""
+    timer = _StepTimer()
     model.fit(data, steps_per_epoch=PROBE_WARMUP + steps, epochs=1, verbose=0, callbacks=[timer])
     return (timer.ends[-1] - timer.ends[PROBE_WARMUP - 1]) / steps * 1000
+
+
+def probe_ms_per_step(build: Callable[[], keras.Model], data, steps: int = PROBE_STEPS) -> float:
+    """:func:`ms_per_step` of the model ``build`` returns (compiled), built under the current dtype policy."""
+    return ms_per_step(build(), data, steps)
 
 
 def choose(requested: str, build: Callable[[], keras.Model], data, who: str = "train",
@@ -93,11 +101,16 @@ def choose(requested: str, build: Callable[[], keras.Model], data, who: str = "t
             choice = Choice(FLOAT32, "this CPU has no bfloat16 instructions (AMX-BF16 or AVX-512-BF16)")
         else:
             print(f"{who}: train.precision auto: this CPU has {' and '.join(instructions)}; timing "
-                  f"{PROBE_STEPS} steps in float32 and in bfloat16", flush=True)
-            measured = {}
-            for name in (FLOAT32, BFLOAT16):
-                with policy(name):
-                    measured[name] = round(probe_ms_per_step(build, data), 1)
+                  f"{PROBE_ROUNDS} x {PROBE_STEPS} steps in float32 and in bfloat16, alternately", flush=True)
+            formats = (FLOAT32, BFLOAT16)
+            models, rounds = {}, {name: [] for name in formats}
+            for name in formats:
+                with policy(name):  # a layer's format is fixed when it is built
+                    models[name] = build()
+            for index in range(PROBE_ROUNDS):
+                for name in formats if index % 2 == 0 else formats[::-1]:
+                    rounds[name].append(ms_per_step(models[name], data))
+            measured = {name: round(min(times), 1) for name, times in rounds.items()}
             speedup = measured[FLOAT32] / measured[BFLOAT16]
             pick = BFLOAT16 if speedup >= MIN_SPEEDUP else FLOAT32
             choice = Choice(pick, f"{' and '.join(instructions)}; bfloat16 {measured[BFLOAT16]:.0f} ms a step "

@@ -15,7 +15,7 @@ def test_bf16_instructions_are_read_from_cpuinfo(tmp_path):
 
 
 def test_auto_without_bf16_instructions_is_float32_without_a_probe(monkeypatch):
-    monkeypatch.setattr(precision, "probe_ms_per_step", lambda build, data: pytest.fail("probed"))
+    monkeypatch.setattr(precision, "ms_per_step", lambda model, data: pytest.fail("probed"))
     choice = precision.choose("auto", build=None, data=None, instructions=[])
     assert choice.policy == "float32" and "no bfloat16 instructions" in choice.reason
 
@@ -25,8 +25,11 @@ def test_auto_picks_bf16_only_where_the_probe_measures_it_faster(monkeypatch, ca
     from activeseg.runtime import keras
 
     timed = {"float32": float32_ms, "mixed_bfloat16": bf16_ms}
-    monkeypatch.setattr(precision, "probe_ms_per_step", lambda build, data: timed[keras.config.dtype_policy().name])
-    choice = precision.choose("auto", build=None, data=None, instructions=["AMX-BF16"])
+    # the stand-in model is its format's name; a second, slower round of each does not count
+    rounds = {name: iter([ms, ms * 3]) for name, ms in timed.items()}
+    monkeypatch.setattr(precision, "ms_per_step", lambda model, data: next(rounds[model]))
+    choice = precision.choose("auto", build=lambda: keras.config.dtype_policy().name, data=None,
+                              instructions=["AMX-BF16"])
     assert choice.policy == picked and choice.ms_per_step == timed
     assert f"{float32_ms / bf16_ms:.2f}x" in choice.reason
     assert f"precision {picked}: AMX-BF16" in capsys.readouterr().out
@@ -34,5 +37,23 @@ def test_auto_picks_bf16_only_where_the_probe_measures_it_faster(monkeypatch, ca
 
 
 def test_an_explicit_precision_is_not_probed(monkeypatch):
-    monkeypatch.setattr(precision, "probe_ms_per_step", lambda build, data: pytest.fail("probed"))
+    monkeypatch.setattr(precision, "ms_per_step", lambda model, data: pytest.fail("probed"))
     assert precision.choose("mixed_bfloat16", None, None, instructions=[]).policy == "mixed_bfloat16"
+
+
+def test_auto_alternates_the_formats_and_counts_each_ones_fastest_round(monkeypatch):
+    from activeseg.runtime import keras
+
+    # bfloat16's first round is slowed by something else on the machine: alone it would pick float32
+    rounds = {"float32": iter([150.0, 152.0]), "mixed_bfloat16": iter([400.0, 100.0])}
+    order = []
+
+    def timed(model, data):
+        order.append(model)
+        return next(rounds[model])
+
+    monkeypatch.setattr(precision, "ms_per_step", timed)
+    choice = precision.choose("auto", build=lambda: keras.config.dtype_policy().name, data=None,
+                              instructions=["AVX-512-BF16"])
+    assert order == ["float32", "mixed_bfloat16", "mixed_bfloat16", "float32"]
+    assert choice.policy == "mixed_bfloat16" and choice.ms_per_step == {"float32": 150.0, "mixed_bfloat16": 100.0}
