@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
-from fresh_clone import REPO, clone_head, machine, revision, run_timed, user_environment, utc_now
+from fresh_clone import REPO, clone_head, finish, machine, revision, run_timed, user_environment, utc_now
 
 
 def main() -> None:
@@ -51,10 +50,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
-    if args.keep:
-        print(f"clone kept: {clone}")
-    else:
-        shutil.rmtree(clone.parent, ignore_errors=True)
+    finish(clone, args.keep)
 
 
 if __name__ == "__main__":

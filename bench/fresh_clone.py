@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -24,6 +25,14 @@ def clone_head(prefix: str) -> Path:
     clone = Path(tempfile.mkdtemp(prefix=prefix)) / "activeseg"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     return clone
+
+
+def finish(clone: Path, keep: bool) -> None:
+    """Deletes the clone made by :func:`clone_head` (its temporary parent), or says where it is kept."""
+    if keep:
+        print(f"clone kept: {clone}")
+    else:
+        shutil.rmtree(clone.parent, ignore_errors=True)
 
 
 def user_environment(clone: Path, venv: str | None = None) -> dict[str, str]:

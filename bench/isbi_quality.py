@@ -41,6 +41,17 @@ def set_dotted(mapping: dict, assignment: str) -> None:
     mapping[last] = yaml.safe_load(value)
 
 
+def bench_params_and_data(params_path: str, assignments: list[str], data: str):
+    """The validated params of ``params_path`` with ``key=value`` assignments, and the data folder
+    (exits in one line when it has no images/)."""
+    raw = yaml.safe_load(Path(params_path).read_text())
+    for assignment in assignments:
+        set_dotted(raw, assignment)
+    if not (Path(data) / "images").is_dir():
+        sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
+    return parse_params(raw, params_path), Path(data)
+
+
 def prepared(params, data: Path, scratch: Path):
     """The transform, augmented training set, validation and test sets of the fixed split
     (sections 0-19 train, 20-24 validate, 25-29 test), prepared in ``scratch``."""
@@ -90,13 +101,7 @@ def main() -> None:
     parser.add_argument("-S", "--set", action="append", default=[], help="override a param, e.g. epochs=2")
     parser.add_argument("--out", default=None, help="write the figures as JSON here too")
     args = parser.parse_args()
-    raw = yaml.safe_load(Path(args.params).read_text())
-    for assignment in args.set:
-        set_dotted(raw, assignment)
-    params = parse_params(raw, args.params)
-    data = Path(args.data)
-    if not (data / "images").is_dir():
-        sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
+    params, data = bench_params_and_data(args.params, args.set, args.data)
 
     figures, history = train_and_test(params, data)
     figures.update({"params": args.params, "overrides": args.set})

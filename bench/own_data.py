@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from fresh_clone import (INSTALL_TARGET, REPO, clone_head, load_average, machine, revision, run_timed,
+from fresh_clone import (INSTALL_TARGET, REPO, clone_head, finish, load_average, machine, revision, run_timed,
                          user_environment, utc_now)
 
 # What each data set must reach (issue 14's bars): a Dice floor, absolute or above the trivial Dice,
@@ -166,10 +166,7 @@ def main() -> None:
     if not args.no_results_md:
         refresh_results_md(args.dataset, record)
     print(json.dumps({key: value for key, value in record.items() if key != "plan"}, indent=2))
-    if args.keep:
-        print(f"clone kept: {clone}")
-    else:
-        shutil.rmtree(clone.parent, ignore_errors=True)
+    finish(clone, args.keep)
     if returncode != 0:
         sys.exit(f"{' '.join(command)} failed (exit {returncode}); figures in {out}")
 

@@ -24,16 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from fresh_clone import cpu_model, machine, utc_now  # noqa: E402
-from isbi_quality import prepared, set_dotted, train_and_test  # noqa: E402
+from isbi_quality import bench_params_and_data, prepared, train_and_test  # noqa: E402
 
-from activeseg.params import parse_params  # noqa: E402
 
 FORMATS = ("float32", "mixed_bfloat16")
 BARS = {"speedup_on_amx": 1.5, "dice_delta": 0.01}
@@ -74,13 +71,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="skip the two trainings to convergence")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "precision.json"))
     args = parser.parse_args()
-    raw = yaml.safe_load(Path(args.params).read_text())
-    for assignment in args.set:
-        set_dotted(raw, assignment)
-    params = parse_params(raw, args.params)
-    data = Path(args.data)
-    if not (data / "images").is_dir():
-        sys.exit(f"error: {data}/images not found; pass --data pointing at the isbi2012-em folder")
+    params, data = bench_params_and_data(args.params, args.set, args.data)
 
     load_before = os.getloadavg()
     times = step_times(params, data, args.rounds, args.steps)

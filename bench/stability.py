@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
-from fresh_clone import REPO, clone_head, load_average, machine, revision, run_timed, user_environment, utc_now
+from fresh_clone import REPO, clone_head, finish, load_average, machine, revision, run_timed, user_environment, utc_now
 
 RESULTS = REPO / "bench" / "results"
 RUNS = RESULTS / "stability_runs"
@@ -109,10 +108,7 @@ def main() -> None:
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps({key: summary[key] for key in ("seeds", "dice", "dice_std", "onednn_off_on_delta")}),
               flush=True)
-    if args.keep:
-        print(f"clone kept: {clone}")
-    else:
-        shutil.rmtree(clone.parent, ignore_errors=True)
+    finish(clone, args.keep)
 
 
 if __name__ == "__main__":
