@@ -8,7 +8,9 @@ then the run stops after ``train.early_stopping_patience`` such epochs: ``stoppe
 ends training on the reference data sets): reaching it is ``stopped_by: ceiling``. An explicit
 ``epochs`` trains exactly that many epochs (no plateau stop). ``train.time_budget`` (minutes)
 ends a run at the first epoch end after which one more epoch would exceed it:
-``stopped_by: time_budget``, said in one line.
+``stopped_by: time_budget``, said in one line. With ``train.val_dice_smoothing`` the rule (and the
+train stage's choice of the model to keep) follows the exponential moving average of validation
+Dice, :data:`SMOOTHED`, not each epoch's value.
 
 :class:`Convergence` holds a run's rule and the Keras callbacks that carry it out (Keras' own
 ``EarlyStopping`` and ``ReduceLROnPlateau``, plus :class:`TimeBudget` and :class:`StepClock`,
@@ -41,13 +43,40 @@ class StoppingRule:
     patience: int = 10
     lr_patience: int = 3
     time_budget_seconds: float = 0.0
+    smoothing: float = 0.0
 
     @classmethod
     def of(cls, params: TrainParams, epochs: int, on_plateau: bool = True) -> "StoppingRule":
         budget = params.time_budget
         return cls(ceiling=int(epochs), on_plateau=on_plateau, patience=params.early_stopping_patience,
                    lr_patience=params.lr_patience,
-                   time_budget_seconds=0.0 if budget == "auto" else float(budget) * 60)
+                   time_budget_seconds=0.0 if budget == "auto" else float(budget) * 60,
+                   smoothing=params.val_dice_smoothing)
+
+    @property
+    def monitor(self) -> str:
+        """The logged value the rule and the best-model choice follow."""
+        return SMOOTHED if self.smoothing else "val_dice"
+
+
+SMOOTHED = "val_dice_smoothed"
+
+
+class SmoothedDice(keras.callbacks.Callback):
+    """Adds :data:`SMOOTHED` to each epoch's logs, before the callbacks after it read them: the
+    exponential moving average of ``val_dice`` (``smoothing`` x the average so far + the rest x
+    this epoch's)."""
+
+    def __init__(self, smoothing: float) -> None:
+        super().__init__()
+        self.smoothing, self.average = smoothing, None
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if logs is not None and "val_dice" in logs:
+            value = float(logs["val_dice"])
+            self.average = value if self.average is None else \
+                self.smoothing * self.average + (1 - self.smoothing) * value
+            logs[SMOOTHED] = self.average
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -114,14 +143,16 @@ class Convergence:
         self.rule = rule
         # without a plateau stop, patience beyond the ceiling: EarlyStopping then only keeps the best weights
         self.early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_dice", mode="max", min_delta=MIN_DELTA,
+            monitor=rule.monitor, mode="max", min_delta=MIN_DELTA,
             patience=rule.patience if rule.on_plateau else rule.ceiling + 1,
             restore_best_weights=restore_best_weights)
         self.time_budget = TimeBudget(rule.time_budget_seconds, who) if rule.time_budget_seconds else None
         self.clock = StepClock(rule, steps_per_epoch, who) if announce else None
-        self.callbacks = [
+        self.smoother = SmoothedDice(rule.smoothing) if rule.smoothing else None
+        self.callbacks = [  # the smoothing first: the callbacks after it (and Keras' History) read its value
+            *([self.smoother] if self.smoother else []),
             self.early_stopping,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5, min_delta=MIN_DELTA,
+            keras.callbacks.ReduceLROnPlateau(monitor=rule.monitor, mode="max", factor=0.5, min_delta=MIN_DELTA,
                                               patience=rule.lr_patience, min_lr=learning_rate * MIN_LR_FRACTION),
             *([self.time_budget] if self.time_budget else []),
             *([self.clock] if self.clock else []),

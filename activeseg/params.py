@@ -116,6 +116,7 @@ class TrainParams:
     learning_rate: float = 0.001
     lr_patience: int = 3
     early_stopping_patience: int = 10
+    val_dice_smoothing: float = 0.0
     time_budget: FloatOrAuto = AUTO
     precision: str = AUTO
     dropout: float = 0.3
@@ -323,6 +324,7 @@ def _check_ranges(params: Params, source: str) -> None:
     check(train.dropout_placement in DROPOUT_PLACEMENTS, "train.dropout_placement",
           f"must be one of {', '.join(DROPOUT_PLACEMENTS)}")
     check(train.early_stopping_patience >= 1, "train.early_stopping_patience", "must be at least 1")
+    check(0 <= train.val_dice_smoothing < 1, "train.val_dice_smoothing", "must be at least 0 and below 1")
     check(is_auto(train.time_budget) or (isinstance(train.time_budget, float) and train.time_budget >= 0),
           "train.time_budget", "must be auto or 0 (no budget) or a number of minutes")
     check(train.precision in (AUTO, *PRECISIONS), "train.precision",

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from activeseg.convergence import MIN_DELTA, Convergence, StoppingRule
+from activeseg.convergence import MIN_DELTA, SMOOTHED, Convergence, StoppingRule
 from activeseg.distribute import make_strategy
 from activeseg.metrics import keras_dice, pack_targets, unpack_targets
 from activeseg.model import build_cascade, build_coarse, build_unet, load_model, save_model
@@ -43,7 +43,7 @@ from activeseg.precision import policy as precision_policy
 from activeseg.preprocess import SplitArrays, Transform
 from activeseg.runtime import keras, seed_everything, segmentation_models, tf
 
-HISTORY_COLUMNS = ("epoch", "loss", "dice", "val_loss", "val_dice", "learning_rate")
+HISTORY_COLUMNS = ("epoch", "loss", "dice", "val_loss", "val_dice", SMOOTHED, "learning_rate")
 
 
 def build_loss(expression: str):
@@ -166,16 +166,19 @@ def _fit(model: keras.Model, params: TrainParams, rule: StoppingRule, data: tf.d
     """Train under the convergence rule; the history table and what stopped the run."""
     resumed = resumed or Resumed(pd.DataFrame(), [])
     convergence = Convergence(rule, params.learning_rate, steps, who)
+    best_so_far = resumed.best(rule.monitor)
+    if convergence.smoother and best_so_far is not None:
+        convergence.smoother.average = float(resumed.history[rule.monitor].iloc[-1])  # the average goes on
     callbacks = [
-        keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_dice", mode="max", save_best_only=True,
-                                        initial_value_threshold=resumed.best_val_dice),
-        *convergence.callbacks,
+        *convergence.callbacks,  # first: with smoothing, the checkpoint reads the value it adds
+        keras.callbacks.ModelCheckpoint(checkpoint, monitor=rule.monitor, mode="max", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
         *extra_callbacks,
         *resumed.callbacks,
     ]
-    history = compiled(model, params, example_batch(validation)).fit(data, steps_per_epoch=steps, validation_data=validation,
-                                           validation_batch_size=params.batch_size, epochs=rule.ceiling,
-                                           shuffle=False, callbacks=callbacks, verbose=2)
+    history = compiled(model, params, example_batch(validation)).fit(
+        data, steps_per_epoch=steps, validation_data=validation, validation_batch_size=params.batch_size,
+        epochs=rule.ceiling, shuffle=False, callbacks=callbacks, verbose=2)
     table = pd.concat([resumed.history, pd.DataFrame(history.history)], ignore_index=True)
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     stopped_by = convergence.stopped_by(len(table))
@@ -201,7 +204,8 @@ def training_summary(run: TrainingRun, train_images: int) -> dict:
     number format, and whether validation Dice ever rose above its first epoch's (a run of one
     epoch cannot show that it did)."""
     history = run.history
-    best = history.loc[history["val_dice"].idxmax()]
+    # the epoch whose model was kept: the best by the value the rule followed
+    best = history.loc[history[SMOOTHED if SMOOTHED in history else "val_dice"].idxmax()]
     return {"best_val_dice": round(float(best["val_dice"]), 6), "best_epoch": int(best["epoch"]),
             "epochs_run": int(len(history)), "stopped_by": run.stopped_by, "steps_trained": run.steps_trained,
             "precision": run.precision.policy, "train_images": int(train_images),
@@ -279,7 +283,13 @@ class Resumed:
     def __init__(self, history: pd.DataFrame, callbacks: list):
         self.history = history
         self.callbacks = callbacks
-        self.best_val_dice = float(history["val_dice"].max()) if "val_dice" in history and len(history) else None
+        self.best_saved = True  # False: no best model on disk, so the first resumed epoch saves one afresh
+
+    def best(self, column: str) -> float | None:
+        """The best ``column`` of the finished epochs, the value a new best model must beat (None: any)."""
+        if not self.best_saved or column not in self.history or not len(self.history):
+            return None
+        return float(self.history[column].max())
 
 
 def run_fingerprint(params: TrainParams, epochs: int, seed: int, transform: Transform, train_set: SplitArrays,
@@ -327,6 +337,6 @@ def resumable_fit(directory: Path, fingerprint: str, resume: bool):
     best = directory / "best.keras"
     if not (best.is_file() and zipfile.is_zipfile(best)):  # never saved, or killed while saving it:
         best.unlink(missing_ok=True)                        # the first resumed epoch saves it afresh
-        resumed.best_val_dice = None
+        resumed.best_saved = False
     yield directory, resumed
     shutil.rmtree(directory)

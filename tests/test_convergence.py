@@ -86,3 +86,24 @@ def test_the_estimate_names_the_ceiling_and_the_time():
     assert text.startswith("up to 60 epochs of 30 steps (200 ms a step), about 6.0 min on this machine")
     assert "stops earlier on a plateau" in text
     assert "up to" not in convergence.describe(StoppingRule(ceiling=4, on_plateau=False), 30, 200)
+
+
+def test_smoothing_follows_the_moving_average_so_one_lucky_epoch_is_not_the_best():
+    from activeseg.convergence import SMOOTHED, SmoothedDice
+
+    smoother, seen = SmoothedDice(0.5), []
+    for epoch, value in enumerate([0.5, 0.9, 0.6, 0.7, 0.8, 0.85]):  # epoch 2's 0.9 is a spike
+        logs = {"val_dice": value}
+        smoother.on_epoch_end(epoch, logs)
+        seen.append(logs[SMOOTHED])
+    assert seen[:3] == pytest.approx([0.5, 0.7, 0.65])
+    assert max(range(len(seen)), key=seen.__getitem__) == 5  # the last epoch, not the spike
+
+
+
+def test_with_smoothing_the_rule_follows_the_smoothed_value():
+    rule = StoppingRule(ceiling=5, smoothing=0.5)
+    callbacks = Convergence(rule, 0.001, 10, announce=False).callbacks
+    assert type(callbacks[0]).__name__ == "SmoothedDice"  # first: the others read what it adds
+    assert {callback.monitor for callback in callbacks[1:3]} == {"val_dice_smoothed"}
+    assert StoppingRule(ceiling=5).monitor == "val_dice"

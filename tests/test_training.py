@@ -154,7 +154,7 @@ def test_train_learns_and_writes_the_best_model(tmp_path):
     seed_everything(1)
     params = dataclasses.replace(TINY, steps_per_epoch=6, learning_rate=0.01)
     history = train(params, 3, TRANSFORM, _blobs(12, 0), _blobs(4, 1), tmp_path / "m.keras", seed=1).history
-    assert list(history.columns) == list(HISTORY_COLUMNS)
+    assert list(history.columns) == [column for column in HISTORY_COLUMNS if column != "val_dice_smoothed"]
     assert len(history) == 3
     model = load_model(tmp_path / "m.keras")
     # the BN statistics settle within a few steps, so validation is not far behind training
@@ -273,3 +273,16 @@ def test_the_training_step_is_traced_once_when_compiled_with_an_example_batch(wi
               epochs=1, verbose=0)
     # without the example Keras creates the optimizer's and metrics' variables in a first trace
     assert len(traces) == (1 if with_example else 2)
+
+
+
+def test_with_val_dice_smoothing_the_kept_epoch_is_the_best_moving_average(tmp_path):
+    params = dataclasses.replace(TINY, val_dice_smoothing=0.5, steps_per_epoch=2)
+    run = train(params, 3, TRANSFORM, _blobs(8, 0), _blobs(4, 1), tmp_path / "model.keras", seed=0)
+    smoothed, raw = run.history["val_dice_smoothed"], run.history["val_dice"]
+    assert smoothed.iloc[0] == pytest.approx(raw.iloc[0])
+    assert smoothed.iloc[1] == pytest.approx(0.5 * raw.iloc[0] + 0.5 * raw.iloc[1])
+    summary = training_summary(run, 8)
+    assert summary["best_epoch"] == int(run.history.loc[smoothed.idxmax(), "epoch"])
+    assert "val_dice_smoothed" not in train(TINY, 1, TRANSFORM, _blobs(8, 0), _blobs(4, 1),
+                                            tmp_path / "plain.keras", seed=0).history
