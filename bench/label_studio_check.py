@@ -87,6 +87,8 @@ def start_label_studio(executable: Path, data_dir: Path, document_root: Path, po
     env = {**os.environ,
            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
+           # --data-dir alone still leaves empty folders in ~/.local/share/label-studio
+           "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "XDG_DATA_HOME": str(data_dir / "xdg"),
            # nothing leaves the machine: no version check, analytics or error reports
            "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     command = ["nice", "-n", "19", str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
