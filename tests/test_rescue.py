@@ -126,7 +126,7 @@ def test_an_existing_image_of_the_same_size_but_other_pixels_stops_and_moves_not
     with pytest.raises(ActivesegError, match=r"export/b\.png: .*annotations/b\.png already exists and differs"):
         rescue_edited_exports(tmp_path / "query", tmp_path / "raw", tmp_path / "rescued.json")
     # a (no conflict, sorted before b) stays too: the conflict is found before anything moves
-    assert sorted(path.name for path in export.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    assert sorted(path.name for path in export.iterdir()) == ["a.json", "a.png", "b.json", "b.png", "label_studio"]
     assert sorted(path.name for path in annotations.iterdir()) == ["b.png"]
     assert (annotations / "b.png").read_bytes() == theirs
     assert not (tmp_path / "rescued.json").exists()
