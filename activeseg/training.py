@@ -167,8 +167,9 @@ def _fit(model: keras.Model, params: TrainParams, rule: StoppingRule, data: tf.d
     resumed = resumed or Resumed(pd.DataFrame(), [])
     convergence = Convergence(rule, params.learning_rate, steps, who)
     best_so_far = resumed.best(rule.monitor)
-    if convergence.smoother and best_so_far is not None:
-        convergence.smoother.average = float(resumed.history[rule.monitor].iloc[-1])  # the average goes on
+    if convergence.smoother and rule.monitor in resumed.history and len(resumed.history):
+        # the average goes on from the finished epochs (even where their best model was lost)
+        convergence.smoother.average = float(resumed.history[rule.monitor].iloc[-1])
     callbacks = [
         *convergence.callbacks,  # first: with smoothing, the checkpoint reads the value it adds
         keras.callbacks.ModelCheckpoint(checkpoint, monitor=rule.monitor, mode="max", save_best_only=True,
