@@ -168,6 +168,8 @@ class TrackingParams:
 class Params:
     epochs: IntOrAuto = 2
     seed: int = 42
+    # auto (a params.yaml written before data_seed existed): `seed` draws the data and the split too
+    data_seed: IntOrAuto = AUTO
     ingest: IngestParams = IngestParams()
     split: SplitParams = SplitParams()
     preprocess: PreprocessParams = PreprocessParams()
@@ -177,6 +179,11 @@ class Params:
     simulation: SimulationParams = SimulationParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+
+    @property
+    def dataset_seed(self) -> int:
+        """The seed of the built-in data set and of the split: `data_seed`, or `seed` where it is auto."""
+        return self.seed if self.data_seed == AUTO else self.data_seed
 
 
 def _fail(source: str, key: str, problem: str) -> ActivesegError:

@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="canonical data folder to write")
     args = parser.parse_args()
     params = load_params(args.params)
-    ingest(params.ingest, params.seed, args.out, params.split.predefined)
+    ingest(params.ingest, params.dataset_seed, args.out, params.split.predefined)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="split CSV to write")
     args = parser.parse_args()
     params = load_params(args.params)
-    split = assign_splits(read_manifest(args.ingested), params.split, params.seed)
+    split = assign_splits(read_manifest(args.ingested), params.split, params.dataset_seed)
     write_csv(args.out, split)
     print("split:", ", ".join(f"{name} {count}" for name, count in split["split"].value_counts().sort_index().items()))
     for note in [simulation_note(split, params.split), *fraction_notes(split, params.split)]:

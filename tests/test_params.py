@@ -17,6 +17,7 @@ def test_project_params_are_valid():
 @pytest.mark.parametrize("key, value, message", [
     ("epochs", "two", "`epochs` must be a whole number, not 'two'"),
     ("epochs", 0, "`epochs` must be at least 1"),
+    ("data_seed", "fixed", "`data_seed` must be a whole number, not 'fixed' (or auto"),
     ("train.backbone", "resnet999", "`train.backbone` must be one of"),
     ("train.loss", "bce+hinge", "`train.loss` must be one of"),
     ("preprocess.size", 50, "`preprocess.size` must be a multiple of 32"),

@@ -184,3 +184,37 @@ def test_simulate_auto_simulates_on_the_built_in_data_and_says_how_many_it_hid()
                     "auto hides them for the built-in data set, as the oracle for active-learning simulation); set "
                     "split.simulate: false to train on all of them")
     assert assign_splits(built_in, SplitParams(simulate=False), seed=0)["labeled"].all()
+
+
+def test_seed_retrains_on_the_same_data_and_split_while_data_seed_redraws_them(tmp_path):
+    """`dvc exp run -S seed=N` compares training runs on one test set; `data_seed` (or, left auto,
+    `seed`, as in a params.yaml written before it existed) draws the built-in data and the split."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from conftest import tiny_params_dict
+
+    stages = Path(__file__).resolve().parents[1] / "stages"
+
+    def data_and_split(name: str, **seeds) -> tuple[bytes, str]:
+        folder = tmp_path / name
+        folder.mkdir()
+        params = {**tiny_params_dict(), **seeds}
+        params["ingest"]["raw_dir"] = "data/raw"   # absent: the built-in synthetic data set
+        (folder / "params.yaml").write_text(yaml.safe_dump(params))
+        for stage, args in (("ingest", ["--out", "ingested"]),
+                            ("split", ["--ingested", "ingested", "--out", "split.csv"])):
+            done = subprocess.run([sys.executable, str(stages / f"{stage}.py"), "--params", "params.yaml", *args],
+                                  cwd=folder, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+        images = b"".join(path.read_bytes() for path in sorted((folder / "ingested").rglob("*.png")))
+        return images, (folder / "split.csv").read_text()
+
+    first = data_and_split("seed1", seed=1, data_seed=42)
+    assert data_and_split("seed2", seed=2, data_seed=42) == first
+    redrawn = data_and_split("data_seed7", seed=1, data_seed=7)
+    assert redrawn[0] != first[0] and redrawn[1] != first[1]
+    assert data_and_split("auto", seed=7, data_seed="auto") == redrawn
