@@ -74,15 +74,21 @@ def revision(clone: Path) -> str:
 
 
 def cpu_model() -> str:
-    """The CPU's model name as lscpu shows it, and whether it has AMX: figures differ by CPU
-    (oneDNN's defaults and bfloat16 speed depend on it)."""
+    """The CPU's model name as lscpu shows it, with its family / model numbers and its widest vector
+    and bfloat16 instructions: figures differ by CPU (oneDNN's defaults and bfloat16 speed depend on
+    it), and one name ("AMD EPYC") covers a Zen 3 with AVX2 only and a Zen 4 with AVX-512-BF16."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    amx = " amx_bf16" in info
-    return f"{names[0] if names else 'unknown CPU'}{' (AMX)' if amx else ''}"
+    def field(name: str) -> str:
+        values = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.split(":")[0].strip() == name]
+        return values[0] if values else "?"
+
+    flags = set(field("flags").split())
+    features = [name for name in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if name in flags][:2]
+    return (f"{field('model name')} (family {field('cpu family')} model {field('model')}; "
+            f"{', '.join(features) or 'no AVX2'})")
 
 
 def machine() -> str:

@@ -92,7 +92,7 @@ def main() -> None:
                   f"({figures['stopped_by']})", flush=True)
     dice_delta = (round(abs(options["float32"]["dice"] - options["mixed_bfloat16"]["dice"]), 6)
                   if not args.speed_only else None)
-    amx = "(AMX)" in cpu_model()
+    amx = "amx_bf16" in cpu_model()
     record = {
         "cpu": cpu_model(), "machine": machine(), "options": options, "speedup": speedup, "dice_delta": dice_delta,
         "steps_per_round": args.steps, "rounds": args.rounds, "params": os.path.relpath(args.params, REPO),
