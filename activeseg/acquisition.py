@@ -27,6 +27,10 @@ Strategies, per pixel, with ``p_t`` the foreground probability of pass t and ``p
   where they are closest. For two classes least confidence, ``1 - max(p, 1 - p)``, is exactly half
   of it, so the two rank images identically and only ``margin`` is offered.
 - ``random``: a seeded uniform number per image, the baseline every strategy must beat.
+- ``random_foreground`` (simulation only: it reads the oracle masks, :func:`foreground_aware_pick`):
+  nnActive's foreground-aware random baseline (Lüth et al., TMLR 2025), which no strategy there
+  beat reliably: a third of the picks among pool items holding foreground, a third among items
+  holding a foreground border, a third uniformly.
 
 Reduction of pixel scores to one score per image: ``mean`` over all pixels;
 ``foreground_border``: mean over the predicted foreground (``p > 0.5``) dilated by 2 pixels
@@ -59,6 +63,7 @@ model, long before learning curves over many do.
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from typing import Optional
 
@@ -360,3 +365,27 @@ def score_error_agreement(scores: np.ndarray, errors: np.ndarray, count: int) ->
     mean_error = float(errors.mean()) if len(errors) else 0.0
     lift = float(errors[top].mean()) / mean_error if mean_error > 0 and len(top) else None
     return {"spearman": spearman, "error_lift": lift}
+
+
+def foreground_aware_pick(masks: np.ndarray, count: int, seed: int) -> list[int]:
+    """nnActive's ``random_foreground``: indices of ``count`` of the items whose (oracle) ``masks``
+    are (N, H, W[, 1]), drawn without replacement: ceil(count / 3) among the items holding
+    foreground, half the rest among the items holding a foreground border pixel (a foreground pixel
+    next to background, 4-neighbourhood, inside the item), the rest uniformly; a group with too few
+    items leaves its share to the uniform draw. Seeded: the same masks and seed give the same picks."""
+    foreground = np.asarray(masks).reshape(len(masks), masks.shape[1], masks.shape[2]) > 0
+    padded = np.pad(foreground, ((0, 0), (1, 1), (1, 1)), mode="edge")   # the item's edge is no border
+    inner = (padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:])
+    holds = {"foreground": foreground.any(axis=(1, 2)), "border": (foreground & ~inner).any(axis=(1, 2))}
+    rng = np.random.default_rng(seed)
+    count = min(count, len(foreground))
+    shares = {"foreground": math.ceil(count / 3)}
+    shares["border"] = math.ceil((count - shares["foreground"]) / 2)
+    chosen: list[int] = []
+    for group in ("foreground", "border"):
+        candidates = np.flatnonzero(holds[group] & ~np.isin(np.arange(len(foreground)), chosen))
+        take = min(shares[group], len(candidates), count - len(chosen))
+        chosen += [int(index) for index in rng.choice(candidates, take, replace=False)]
+    rest = np.setdiff1d(np.arange(len(foreground)), chosen)
+    chosen += [int(index) for index in rng.choice(rest, count - len(chosen), replace=False)]
+    return chosen

@@ -28,6 +28,8 @@ LOSSES = ("bce", "dice", "focal", "jaccard")
 NORMALIZATIONS = ("unit", "zscore")
 INTENSITIES = ("8bit", "minmax", "percentile")
 STRATEGIES = ("mc_dropout", "entropy", "bald", "margin", "random")
+# the simulation's foreground-aware random baseline (nnActive's): it reads the hidden masks, so no query can use it
+FOREGROUND_RANDOM = "random_foreground"
 REDUCTIONS = ("mean", "foreground_border", "distance_weighted")
 SAMPLINGS = ("head_dropout", "tta", "mc_network")
 DROPOUT_PLACEMENTS = ("head", "encoder", "encoder_decoder")
@@ -339,7 +341,9 @@ def _check_ranges(params: Params, source: str) -> None:
     check(train.distribute in DISTRIBUTE_STRATEGIES, "train.distribute",
           f"must be one of {', '.join(DISTRIBUTE_STRATEGIES)}")
     query = params.query
-    check(query.strategy in STRATEGIES, "query.strategy", f"must be one of {', '.join(STRATEGIES)}")
+    check(query.strategy in STRATEGIES, "query.strategy", f"must be one of {', '.join(STRATEGIES)}"
+          + (f" ({FOREGROUND_RANDOM} reads the hidden masks: simulation.strategies only)"
+             if query.strategy == FOREGROUND_RANDOM else ""))
     check(query.reduction in REDUCTIONS, "query.reduction", f"must be one of {', '.join(REDUCTIONS)}")
     check(query.sampling in SAMPLINGS, "query.sampling", f"must be one of {', '.join(SAMPLINGS)}")
     check(query.mc_dropout_passes >= 2, "query.mc_dropout_passes", "must be at least 2")
@@ -349,9 +353,9 @@ def _check_ranges(params: Params, source: str) -> None:
     check(bool(query.label.strip()) and query.label != "__ignore__", "query.label",
           "must be a non-empty Labelme label other than __ignore__")
     simulation = params.simulation
-    check(len(simulation.strategies) >= 1 and set(simulation.strategies) <= set(STRATEGIES)
+    check(len(simulation.strategies) >= 1 and set(simulation.strategies) <= {*STRATEGIES, FOREGROUND_RANDOM}
           and len(set(simulation.strategies)) == len(simulation.strategies), "simulation.strategies",
-          f"must list each of at most {', '.join(STRATEGIES)} once")
+          f"must list each of at most {', '.join(STRATEGIES + (FOREGROUND_RANDOM,))} once")
     check(simulation.rounds >= 1, "simulation.rounds", "must be at least 1")
     check(simulation.images_per_round >= 1, "simulation.images_per_round", "must be at least 1")
     check(simulation.epochs_per_round >= 1, "simulation.epochs_per_round", "must be at least 1")

@@ -44,11 +44,12 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from activeseg.acquisition import image_errors, pick, rank, score_error_agreement, score_pool
+from activeseg.acquisition import (foreground_aware_pick, image_errors, pick, rank, score_error_agreement,
+                                   score_pool)
 from activeseg.errors import ActivesegError
 from activeseg.evaluation import predict_probabilities
 from activeseg.metrics import pack_targets, pooled_scores
-from activeseg.params import Params
+from activeseg.params import FOREGROUND_RANDOM, Params
 from activeseg.preprocess import SplitArrays, Transform
 
 # added_ids: the pool images whose masks the round revealed (space-separated), to see what each strategy picks;
@@ -196,6 +197,23 @@ def labeled_stream(images: np.ndarray, targets: np.ndarray, batch_size: int, see
             .repeat().batch(batch_size).prefetch(1))
 
 
+def _scored_pick(model, remaining: np.ndarray, data: SimulationData, params: Params, strategy: str, seed: int,
+                 round_number: int) -> tuple[list[int], dict]:
+    """The pool indices (of ``remaining``) a scoring strategy picks this round with ``model``, and
+    how well its scores tracked the errors."""
+    pool_images = data.pool_normalized[remaining]
+    sim, threshold, round_seed = params.simulation, params.evaluate.threshold, seed * 1000 + round_number
+    scored = score_pool(model, pool_images, strategy, params.query.mc_dropout_passes, params.query.reduction,
+                        params.query.batch_size, round_seed, params.query.sampling)
+    errors = image_errors(data.pool.masks[remaining], predict_probabilities(model, pool_images), threshold,
+                          data.pool.ignore[remaining])
+    agreement = score_error_agreement(scored.scores, errors, sim.images_per_round)
+    ranking = rank(remaining.astype(str), scored.scores, strategy, seed=round_seed)
+    added = [int(index) for index in pick(ranking, remaining.astype(str), scored.embeddings, sim.images_per_round,
+                                          params.query.candidates_per_pick, round_seed)]
+    return added, agreement
+
+
 def simulate(params: Params, data: SimulationData,
              on_run: Optional[Callable[[str, int, pd.DataFrame], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every strategy for every seed; returns the runs table (one row per strategy, seed and
@@ -225,17 +243,12 @@ def simulate(params: Params, data: SimulationData,
                 remaining = np.array([index for index in everything if index not in taken])
                 if len(remaining) == 0:
                     break
-                pool_images = data.pool_normalized[remaining]
-                scored = score_pool(model, pool_images, strategy, params.query.mc_dropout_passes,
-                                    params.query.reduction, params.query.batch_size, seed * 1000 + round_number,
-                                    params.query.sampling)
-                errors = image_errors(data.pool.masks[remaining], predict_probabilities(model, pool_images), threshold,
-                                      data.pool.ignore[remaining])
-                agreement = score_error_agreement(scored.scores, errors, sim.images_per_round)
-                ranking = rank(remaining.astype(str), scored.scores, strategy, seed=seed * 1000 + round_number)
-                added = [int(index) for index in pick(ranking, remaining.astype(str), scored.embeddings,
-                                                      sim.images_per_round, params.query.candidates_per_pick,
-                                                      seed * 1000 + round_number)]
+                if strategy == FOREGROUND_RANDOM:   # reads the oracle masks: no scores, nothing to agree with
+                    added = [int(remaining[index]) for index in foreground_aware_pick(
+                        data.pool.masks[remaining], sim.images_per_round, seed * 1000 + round_number)]
+                    agreement = {"spearman": None, "error_lift": None}
+                else:
+                    added, agreement = _scored_pick(model, remaining, data, params, strategy, seed, round_number)
                 chosen += added
                 model = trainer.fit(data.labeled_with(chosen), seed, last_state if sim.warm_start else None)
                 last_state = model_state(model)
@@ -313,7 +326,38 @@ def summarize(runs: pd.DataFrame, references: pd.DataFrame, strategies, target_f
         if "random" in summary["strategies"]:
             values["labels_ratio_ci90"] = labels_ratio_interval(runs, references, strategy, target_fraction)
     summary["seeds"] = int(runs["seed"].nunique())
+    summary["penalty_matrix"] = penalty_matrix(runs, strategies)
     return summary
+
+
+def penalty_matrix(runs: pd.DataFrame, strategies, alpha: float = 0.05) -> dict[str, dict[str, float]]:
+    """BADGE's pairwise penalty matrix, as nnActive reports it: entry [a][b] adds 1 / (number of
+    budgets) for each budget (a labeled count past round 0 that both curves have) where a's test
+    Dice is significantly higher than b's over the seeds both ran: a paired one-sided t-test
+    (``scipy.stats.ttest_rel``, alternative "greater") at ``alpha``. A win that is not significant
+    counts nothing; with fewer than 2 shared seeds, or identical differences, no test is possible
+    and nothing counts. Row sums: how often a strategy won; column sums: how often it lost."""
+    from scipy.stats import ttest_rel
+
+    table = runs[runs["round"] > 0].pivot_table(index=["labeled", "seed"], columns="strategy", values="dice")
+    matrix = {a: {b: 0.0 for b in strategies if b != a} for a in strategies}
+    for a in strategies:
+        for b in strategies:
+            if a == b or a not in table or b not in table:
+                continue
+            pairs = table[[a, b]].dropna()
+            budgets = pairs.index.get_level_values("labeled").unique()
+            wins = 0
+            for budget in budgets:
+                paired = pairs.xs(budget, level="labeled")
+                if len(paired) < 2:
+                    continue
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)   # constant differences: p is NaN
+                    p_value = ttest_rel(paired[a], paired[b], alternative="greater").pvalue
+                wins += bool(p_value < alpha)
+            matrix[a][b] = round(wins / len(budgets), 6) if len(budgets) else 0.0
+    return matrix
 
 
 def summary_metrics(summary: dict) -> dict[str, float]:

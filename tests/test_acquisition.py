@@ -449,3 +449,30 @@ def test_query_sampling_mc_network_and_dropout_placement_are_checked_and_sample_
     np.testing.assert_allclose(embeddings(tiny_params().query.sampling), fixed_features, rtol=1e-4, atol=1e-5)
 
 
+
+
+def _pool_masks(count: int = 30) -> np.ndarray:
+    """Item 0 all foreground (no border inside it), items 1 and 2 a square (a border), the rest empty."""
+    masks = np.zeros((count, 16, 16, 1), np.uint8)
+    masks[0] = 1
+    masks[1:3, 4:10, 4:10] = 1
+    return masks
+
+
+def test_random_foreground_takes_a_third_holding_foreground_and_a_third_on_a_border():
+    from activeseg.acquisition import foreground_aware_pick
+
+    masks = _pool_masks()
+    for seed in range(20):   # uniform draws would take 2 of the 3 foreground items out of 30 about once in 40
+        picks = foreground_aware_pick(masks, 3, seed)
+        assert len(set(picks)) == 3 and set(picks) <= set(range(30))
+        assert len(set(picks) & {0, 1, 2}) >= 2 and set(picks) & {1, 2}   # item 0 has no border
+        assert foreground_aware_pick(masks, 3, seed) == picks                 # seeded
+
+
+def test_random_foreground_draws_uniformly_what_no_item_can_fill():
+    from activeseg.acquisition import foreground_aware_pick
+
+    empty = np.zeros((5, 8, 8), np.uint8)
+    assert sorted(foreground_aware_pick(empty, 5, 0)) == [0, 1, 2, 3, 4]
+    assert len(set(foreground_aware_pick(_pool_masks(4), 4, 1))) == 4

@@ -25,6 +25,7 @@ def test_project_params_are_valid():
     ("split.simulate", "yes", "`split.simulate` must be true, false or auto, not 'yes'"),
     ("train.learning_rate", "fast", "`train.learning_rate` must be a number"),
     ("query.strategy", "psychic", "`query.strategy` must be one of"),
+    ("query.strategy", "random_foreground", "reads the hidden masks: simulation.strategies only"),
     ("query.candidates_per_pick", 0, "`query.candidates_per_pick` must be at least 1"),
     ("simulation.steps_per_epoch", -1, "`simulation.steps_per_epoch` must be 0 (one pass) or more"),
     ("preprocess.intensity", "16bit", "`preprocess.intensity` must be one of 8bit, minmax, percentile"),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, summarize
+from activeseg.simulation import area_under_curve, labels_to_target, learning_curves, penalty_matrix, summarize
 
 from conftest import PLAIN_ARCHITECTURE, REPO_ROOT, copy_project, pixelwise_model, run, set_params
 
@@ -413,3 +413,68 @@ def test_summary_metrics_log_the_interval_as_two_ends_and_leave_out_what_is_unde
         "simulation_mc_dropout_aulc": 0.7, "simulation_mc_dropout_labels_ratio_ci90_low": 0.0,
         "simulation_random_labels_to_target": 16, "simulation_random_aulc": 0.6,
         "simulation_random_labels_ratio_ci90_low": 1.0, "simulation_random_labels_ratio_ci90_high": 1.0}
+
+
+def _budget_runs(dice_of) -> pd.DataFrame:
+    """Two strategies, 5 seeds, round 0 at 4 labeled and budgets 6 and 8: ``dice_of(strategy, seed, labeled)``."""
+    return runs_table([(strategy, seed, round_number, labeled, dice_of(strategy, seed, labeled))
+                       for strategy in ("mc_dropout", "random") for seed in range(1, 6)
+                       for round_number, labeled in enumerate((4, 6, 8))])
+
+
+def test_penalty_matrix_counts_significant_wins_per_budget_only():
+    noise = {1: 0.02, 2: -0.01, 3: 0.015, 4: -0.02, 5: 0.005}
+    # mc_dropout wins at budget 6 in every seed by 0.03 +- noise / 2 (significant), at 8 by 0.01 on
+    # average but with a spread of +-0.1 (not significant): half the budgets
+    runs = _budget_runs(lambda strategy, seed, labeled: 0.7 + (
+        0 if strategy == "random" else 0.03 + noise[seed] / 2 if labeled == 6 else 0.01 + 5 * noise[seed]
+        if labeled == 8 else 0))
+    matrix = penalty_matrix(runs, ["mc_dropout", "random"])
+    assert matrix == {"mc_dropout": {"random": 0.5}, "random": {"mc_dropout": 0.0}}
+    summary = summarize(runs, REFERENCES.assign(seed=[1, 2]), ["mc_dropout", "random"], target_fraction=0.9)
+    assert summary["penalty_matrix"] == matrix
+
+
+def test_penalty_matrix_is_empty_without_a_test_to_make():
+    same = _budget_runs(lambda strategy, seed, labeled: 0.7)
+    assert penalty_matrix(same, ["mc_dropout", "random"]) == {"mc_dropout": {"random": 0.0},
+                                                              "random": {"mc_dropout": 0.0}}
+    one_seed = _budget_runs(lambda strategy, seed, labeled: 0.9 if strategy == "mc_dropout" else 0.5)
+    assert penalty_matrix(one_seed[one_seed["seed"] == 1], ["mc_dropout", "random"])["mc_dropout"]["random"] == 0.0
+
+
+def test_random_foreground_reveals_the_pool_items_holding_foreground_and_every_strategy_shares_the_seeds(
+        tiny_params, monkeypatch):
+    """random_foreground picks by the oracle masks, with no scores; every strategy's rounds train
+    with the seed of the loop they are in, the seed random's rounds get (the same initial set,
+    initial weights and round-0 model: Ji et al. 2023's seed tuple)."""
+    from activeseg import simulation
+    from activeseg.preprocess import SplitArrays, Transform
+
+    pool_ids = np.array([f"p{index}" for index in range(8)])
+    images = np.stack([np.full((32, 32, 3), 20 * index, np.uint8) for index in range(8)])
+    masks = np.zeros((8, 32, 32, 1), np.uint8)
+    masks[[2, 6], 8:20, 8:20] = 1                     # only p2 and p6 hold foreground
+    pool = SplitArrays(pool_ids, images, masks, np.ones(8, bool))
+    train = SplitArrays(np.array(["t"]), images[:1], masks[:1], np.ones(1, bool))
+    data = simulation.SimulationData(Transform(32, 3, "unit", (0.0,), (1.0,)), train, pool, train, train)
+    fitted_seeds = []
+
+    class FixedModelTrainer:
+        def __init__(self, params, data):
+            self.model = pixelwise_model()
+
+        def fit(self, labeled, seed, start=None):
+            fitted_seeds.append(seed)
+            return self.model
+
+    monkeypatch.setattr(simulation, "Trainer", FixedModelTrainer)
+    strategies = ["entropy", "random_foreground", "random"]
+    params = tiny_params(simulation__enabled=True, simulation__strategies=strategies, simulation__rounds=2,
+                         simulation__images_per_round=2, simulation__seeds=2)
+    runs, _ = simulation.simulate(params, data)
+    first = runs[(runs["strategy"] == "random_foreground") & (runs["round"] == 1)]
+    assert [set(ids.split()) for ids in first["added_ids"]] == [{"p2", "p6"}] * 2
+    assert first["spearman"].isna().all()
+    # per seed: the full-pool reference, round 0, then each strategy's 2 rounds, all with that seed
+    assert fitted_seeds == [seed for seed in (params.seed, params.seed + 1) for _ in range(2 + 2 * len(strategies))]
