@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Optional
@@ -53,8 +54,11 @@ from activeseg.params import FOREGROUND_RANDOM, Params
 from activeseg.preprocess import SplitArrays, Transform
 
 # added_ids: the pool images whose masks the round revealed (space-separated), to see what each strategy picks;
-# spearman, error_lift: how well the scores that picked them tracked the true errors (empty at round 0)
-RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice", "added_ids", "spearman", "error_lift"]
+# spearman, error_lift: how well the scores that picked them tracked the true errors (empty at round 0);
+# train / score / evaluate_seconds: where the round's wall time went (round 0's model is trained once per seed,
+# its time shown in every strategy's row 0; score includes the error signal's own predict)
+RUN_COLUMNS = ["strategy", "seed", "round", "labeled", "dice", "added_ids", "spearman", "error_lift",
+               "train_seconds", "score_seconds", "evaluate_seconds"]
 
 
 @dataclasses.dataclass
@@ -229,33 +233,44 @@ def simulate(params: Params, data: SimulationData,
                            "dice": dice_on_test(reference, data, threshold)})
         print(f"simulation: seed {seed}: full pool ({references[-1]['labeled']} labeled) "
               f"test Dice {references[-1]['dice']:.4f}")
+        started = time.perf_counter()
         first_model = trainer.fit(data.labeled_with([]), seed)
+        first_seconds = {"train_seconds": time.perf_counter() - started, "score_seconds": None}
+        started = time.perf_counter()
         first_dice = dice_on_test(first_model, data, threshold)
+        first_seconds["evaluate_seconds"] = time.perf_counter() - started
         first_state = model_state(first_model)   # the trainer reuses the model: keep round 0 apart
         for strategy in sim.strategies:
             chosen: list[int] = []
             restore_state(first_model, first_state)
             model, dice, last_state = first_model, first_dice, first_state
             curve = [{"strategy": strategy, "seed": seed, "round": 0, "labeled": len(data.train), "dice": dice,
-                      "added_ids": "", "spearman": None, "error_lift": None}]
+                      "added_ids": "", "spearman": None, "error_lift": None, **first_seconds}]
             for round_number in range(1, sim.rounds + 1):
                 taken = set(chosen)
                 remaining = np.array([index for index in everything if index not in taken])
                 if len(remaining) == 0:
                     break
+                started = time.perf_counter()
                 if strategy == FOREGROUND_RANDOM:   # reads the oracle masks: no scores, nothing to agree with
                     added = [int(remaining[index]) for index in foreground_aware_pick(
                         data.pool.masks[remaining], sim.images_per_round, seed * 1000 + round_number)]
                     agreement = {"spearman": None, "error_lift": None}
                 else:
                     added, agreement = _scored_pick(model, remaining, data, params, strategy, seed, round_number)
+                seconds = {"score_seconds": time.perf_counter() - started}
                 chosen += added
+                started = time.perf_counter()
                 model = trainer.fit(data.labeled_with(chosen), seed, last_state if sim.warm_start else None)
                 last_state = model_state(model)
+                seconds["train_seconds"] = time.perf_counter() - started
+                started = time.perf_counter()
                 dice = dice_on_test(model, data, threshold)
+                seconds["evaluate_seconds"] = time.perf_counter() - started
                 curve.append({"strategy": strategy, "seed": seed, "round": round_number,
                               "labeled": len(data.train) + len(chosen), "dice": dice,
-                              "added_ids": " ".join(str(data.pool.ids[index]) for index in added), **agreement})
+                              "added_ids": " ".join(str(data.pool.ids[index]) for index in added), **agreement,
+                              **seconds})
                 print(f"simulation: {strategy} seed {seed} round {round_number}/{sim.rounds}: "
                       f"{curve[-1]['labeled']} labeled, test Dice {dice:.4f}, score/error Spearman "
                       f"{_shown(agreement['spearman'])}, error lift {_shown(agreement['error_lift'])}")

@@ -476,5 +476,10 @@ def test_random_foreground_reveals_the_pool_items_holding_foreground_and_every_s
     first = runs[(runs["strategy"] == "random_foreground") & (runs["round"] == 1)]
     assert [set(ids.split()) for ids in first["added_ids"]] == [{"p2", "p6"}] * 2
     assert first["spearman"].isna().all()
+    # each round's wall time, split: round 0 scores nothing
+    later = runs[runs["round"] > 0]
+    assert (later[["train_seconds", "score_seconds", "evaluate_seconds"]] >= 0).all().all()
+    assert runs.loc[runs["round"] == 0, "score_seconds"].isna().all()
+    assert runs.loc[runs["round"] == 0, "train_seconds"].notna().all()
     # per seed: the full-pool reference, round 0, then each strategy's 2 rounds, all with that seed
     assert fitted_seeds == [seed for seed in (params.seed, params.seed + 1) for _ in range(2 + 2 * len(strategies))]
