@@ -3,7 +3,10 @@ the simulation's full-pool reference, the benches).
 
 Training runs until validation Dice has stopped rising: Adam's rate is halved after
 ``train.lr_patience`` epochs without a better validation Dice (by at least :data:`MIN_DELTA`),
-then the run stops after ``train.early_stopping_patience`` such epochs: ``stopped_by: plateau``.
+then the run stops after ``train.early_stopping_patience`` such epochs, or sooner once the rate
+is at its floor (:data:`MIN_LR_FRACTION` of the start) and ``train.lr_patience`` epochs there
+bring no better Dice (:class:`RateFloorStop`: the rate would be lowered again but cannot, and
+rises below the floor rate are too small to be worth their epochs): ``stopped_by: plateau``.
 ``epochs`` is the ceiling (``auto``: the plan's, high enough that the plateau, not the ceiling,
 ends training on the reference data sets): reaching it is ``stopped_by: ceiling``. An explicit
 ``epochs`` trains exactly that many epochs (no plateau stop). ``train.time_budget`` (minutes)
@@ -79,6 +82,28 @@ class SmoothedDice(keras.callbacks.Callback):
             logs[SMOOTHED] = self.average
 
 
+class RateFloorStop(keras.callbacks.Callback):
+    """Stops once ``patience`` epochs trained at the rate's ``floor`` have brought no better
+    ``monitor`` (by ``min_delta``); a better value at the floor starts the count again. Placed
+    before ReduceLROnPlateau, it reads the rate the epoch was trained with."""
+
+    def __init__(self, monitor: str, floor: float, patience: int, min_delta: float = MIN_DELTA) -> None:
+        super().__init__()
+        self.monitor, self.floor, self.patience, self.min_delta = monitor, floor, patience, min_delta
+        self.best, self.epochs_at_floor, self.fired = -float("inf"), 0, False
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if not logs or self.monitor not in logs:
+            return
+        value = float(logs[self.monitor])
+        improved = value > self.best + self.min_delta
+        self.best = max(self.best, value) if improved or self.best == -float("inf") else self.best
+        at_floor = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) <= self.floor * (1 + 1e-6)
+        self.epochs_at_floor = 0 if improved or not at_floor else self.epochs_at_floor + 1
+        if self.epochs_at_floor >= self.patience and not self.model.stop_training:
+            self.model.stop_training, self.fired = True, True
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stops at the end of the epoch after which one more (as long as the slowest so far) would
     pass the budget; ``fired`` says whether it did."""
@@ -149,9 +174,12 @@ class Convergence:
         self.time_budget = TimeBudget(rule.time_budget_seconds, who) if rule.time_budget_seconds else None
         self.clock = StepClock(rule, steps_per_epoch, who) if announce else None
         self.smoother = SmoothedDice(rule.smoothing) if rule.smoothing else None
+        self.rate_floor = RateFloorStop(rule.monitor, learning_rate * MIN_LR_FRACTION, rule.lr_patience) \
+            if rule.on_plateau else None
         self.callbacks = [  # the smoothing first: the callbacks after it (and Keras' History) read its value
             *([self.smoother] if self.smoother else []),
             self.early_stopping,
+            *([self.rate_floor] if self.rate_floor else []),
             keras.callbacks.ReduceLROnPlateau(monitor=rule.monitor, mode="max", factor=0.5, min_delta=MIN_DELTA,
                                               patience=rule.lr_patience, min_lr=learning_rate * MIN_LR_FRACTION),
             *([self.time_budget] if self.time_budget else []),

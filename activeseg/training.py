@@ -167,6 +167,8 @@ def _fit(model: keras.Model, params: TrainParams, rule: StoppingRule, data: tf.d
     resumed = resumed or Resumed(pd.DataFrame(), [])
     convergence = Convergence(rule, params.learning_rate, steps, who)
     best_so_far = resumed.best(rule.monitor)
+    if convergence.rate_floor is not None and best_so_far is not None:
+        convergence.rate_floor.best = best_so_far
     if convergence.smoother and rule.monitor in resumed.history and len(resumed.history):
         # the average goes on from the finished epochs (even where their best model was lost)
         convergence.smoother.average = float(resumed.history[rule.monitor].iloc[-1])
@@ -184,8 +186,11 @@ def _fit(model: keras.Model, params: TrainParams, rule: StoppingRule, data: tf.d
     table.insert(0, "epoch", np.arange(1, len(table) + 1))
     stopped_by = convergence.stopped_by(len(table))
     if stopped_by == "plateau":
+        wait = (f"{rule.lr_patience} epochs at the lowest learning rate"
+                if convergence.rate_floor is not None and convergence.rate_floor.fired
+                else f"{rule.patience} epochs")
         print(f"{who}: stopped by the plateau rule after {len(table)} epochs: validation Dice has not risen by "
-              f"{MIN_DELTA} in {rule.patience} epochs", flush=True)
+              f"{MIN_DELTA} in {wait}", flush=True)
     return table[[column for column in HISTORY_COLUMNS if column in table.columns]], stopped_by
 
 

@@ -107,3 +107,21 @@ def test_with_smoothing_the_rule_follows_the_smoothed_value():
     assert type(callbacks[0]).__name__ == "SmoothedDice"  # first: the others read what it adds
     assert {callback.monitor for callback in callbacks[1:3]} == {"val_dice_smoothed"}
     assert StoppingRule(ceiling=5).monitor == "val_dice"
+
+
+def test_at_the_rate_floor_lr_patience_epochs_without_a_rise_stop_the_run(monkeypatch):
+    """Creeping up by just over MIN_DELTA every few epochs keeps early stopping's patience from
+    running out (the soybean default run rode to its ceiling so); once the rate is at its floor,
+    lr_patience epochs without a better Dice end the run on the plateau."""
+    creeping = [0.5, 0.6, 0.7] + [0.7 + 0.0011 * (epoch // 4) for epoch in range(80)]  # a rise every 4th epoch
+    rule = StoppingRule(ceiling=80, patience=10, lr_patience=3)
+    stopped, epochs = _run(rule, creeping)
+    assert epochs < 80 and stopped.stopped_by(epochs) == "plateau" and stopped.rate_floor.fired
+    floor = 0.01 * convergence.MIN_LR_FRACTION
+    assert float(stopped.callbacks[0].model.optimizer.learning_rate) == pytest.approx(floor)
+    explicit, explicit_epochs = _run(StoppingRule(ceiling=40, on_plateau=False, patience=10, lr_patience=3), creeping)
+    assert explicit_epochs == 40 and explicit.rate_floor is None   # an explicit epochs trains them all
+    # without the floor's stop, the same curve runs to the ceiling: early stopping's patience never runs out
+    monkeypatch.setattr(convergence.RateFloorStop, "on_epoch_end", lambda self, epoch, logs=None: None)
+    _, unstopped_epochs = _run(rule, creeping)
+    assert unstopped_epochs == 80
