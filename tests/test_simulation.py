@@ -255,11 +255,33 @@ def test_simulation_carries_ignore_regions_into_training_and_test_dice():
     assert dice_on_test(AllForeground(), data, 0.5) == pytest.approx(0.5)
 
 
+def _one_image_data(pool_ids, images, masks):
+    """A pool of these images and hidden masks; the first image alone is train, val and test."""
+    from activeseg import simulation
+    from activeseg.preprocess import SplitArrays, Transform
+
+    pool = SplitArrays(pool_ids, images, masks, np.ones(len(pool_ids), bool))
+    train = SplitArrays(np.array(["t"]), images[:1], masks[:1], np.ones(1, bool))
+    return simulation.SimulationData(Transform(32, 3, "unit", (0.0,), (1.0,)), train, pool, train, train)
+
+
+def _fixed_model_trainer(on_fit):
+    """A Trainer whose every fit returns one fixed pixel-wise model, calling ``on_fit(labeled, seed)``."""
+    class FixedModelTrainer:
+        def __init__(self, params, data):
+            self.model = pixelwise_model()
+
+        def fit(self, labeled, seed, start=None):
+            on_fit(labeled, seed)
+            return self.model
+
+    return FixedModelTrainer
+
+
 def test_each_strategy_picks_what_it_scores_and_the_oracle_reveals_the_hidden_masks(tiny_params, monkeypatch):
     """With a model that is unsure exactly on the mid-grey pool images, entropy must reveal those
     two first and random must not; and every revealed mask is the pool's hidden one, not a blank."""
     from activeseg import simulation
-    from activeseg.preprocess import SplitArrays, Transform
 
     greys = {"black": 5, "dark": 30, "mid": 128, "near_mid": 118, "light": 215, "white": 255, "pale": 240}
     pool_ids = np.array(list(greys))
@@ -267,21 +289,9 @@ def test_each_strategy_picks_what_it_scores_and_the_oracle_reveals_the_hidden_ma
     masks = np.zeros((len(greys), 32, 32, 1), np.uint8)
     for index in range(len(greys)):
         masks[index, index:index + 5, 2 * index:2 * index + 7] = 1   # a different hidden mask each
-    pool = SplitArrays(pool_ids, images, masks, np.ones(len(greys), bool))
-    train = SplitArrays(np.array(["t"]), images[:1], masks[:1], np.ones(1, bool))
-    data = simulation.SimulationData(Transform(32, 3, "unit", (0.0,), (1.0,)), train, pool, train, train)
-
+    data = _one_image_data(pool_ids, images, masks)
     fitted = []
-
-    class FixedModelTrainer:
-        def __init__(self, params, data):
-            self.model = pixelwise_model()
-
-        def fit(self, labeled, seed, start=None):
-            fitted.append(labeled)
-            return self.model
-
-    monkeypatch.setattr(simulation, "Trainer", FixedModelTrainer)
+    monkeypatch.setattr(simulation, "Trainer", _fixed_model_trainer(lambda labeled, seed: fitted.append(labeled)))
     params = tiny_params(simulation__enabled=True, simulation__strategies=["entropy", "random"],
                          simulation__rounds=1, simulation__images_per_round=2, simulation__seeds=1)
     runs, _ = simulation.simulate(params, data)
@@ -449,26 +459,14 @@ def test_random_foreground_reveals_the_pool_items_holding_foreground_and_every_s
     with the seed of the loop they are in, the seed random's rounds get (the same initial set,
     initial weights and round-0 model: Ji et al. 2023's seed tuple)."""
     from activeseg import simulation
-    from activeseg.preprocess import SplitArrays, Transform
 
     pool_ids = np.array([f"p{index}" for index in range(8)])
     images = np.stack([np.full((32, 32, 3), 20 * index, np.uint8) for index in range(8)])
     masks = np.zeros((8, 32, 32, 1), np.uint8)
     masks[[2, 6], 8:20, 8:20] = 1                     # only p2 and p6 hold foreground
-    pool = SplitArrays(pool_ids, images, masks, np.ones(8, bool))
-    train = SplitArrays(np.array(["t"]), images[:1], masks[:1], np.ones(1, bool))
-    data = simulation.SimulationData(Transform(32, 3, "unit", (0.0,), (1.0,)), train, pool, train, train)
+    data = _one_image_data(pool_ids, images, masks)
     fitted_seeds = []
-
-    class FixedModelTrainer:
-        def __init__(self, params, data):
-            self.model = pixelwise_model()
-
-        def fit(self, labeled, seed, start=None):
-            fitted_seeds.append(seed)
-            return self.model
-
-    monkeypatch.setattr(simulation, "Trainer", FixedModelTrainer)
+    monkeypatch.setattr(simulation, "Trainer", _fixed_model_trainer(lambda labeled, seed: fitted_seeds.append(seed)))
     strategies = ["entropy", "random_foreground", "random"]
     params = tiny_params(simulation__enabled=True, simulation__strategies=strategies, simulation__rounds=2,
                          simulation__images_per_round=2, simulation__seeds=2)
