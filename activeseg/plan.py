@@ -98,7 +98,7 @@ def _size(data: dict, values: dict, params: Params) -> tuple[Any, str]:
     explicit_crop = values.get("train.crop_size", 0)  # decided after the size unless set in params.yaml
     size = max(divisor, (min(side, SIZE_CAP) // divisor) * divisor, explicit_crop)
     # large images are resized, not tiled (preprocess.tile_size stays 0): at convergence, tiles of
-    # soybean rust's 1280-px photographs scored no better than the resize and trained 1.25x longer
+    # soybean rust's 1280-px photographs scored 0.008 below the resize (3 seeds) and trained 1.4x longer
     # (bench/results/tiles_soybean.json, issue 26 part 4)
     capped = (f", capped at {SIZE_CAP} for CPU cost (resized whole: tiles, preprocess.tile_size, scored no "
               "better at convergence on 1280-px photographs and train longer; bench/RESULTS.md)"
