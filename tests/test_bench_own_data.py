@@ -16,12 +16,14 @@ def record(**changes):
     return figures
 
 
-def test_isbi_bar_needs_dice_above_trivial_and_time():
-    bar = own_data.BARS["isbi"]
-    assert own_data.bar_met(bar, record())
-    assert not own_data.bar_met(bar, record(dice=0.92))  # trivial 0.87 + 0.06 = 0.93
-    assert not own_data.bar_met(bar, record(seconds=601.0))
-    assert not own_data.bar_met(bar, record(returncode=1))
+def test_isbi_bar_needs_dice_time_and_the_plateau():
+    bar = own_data.BARS["isbi"]   # issue 26's: Dice >= 0.95 (and trivial + 0.06), <= 1200 s, stopped by the plateau
+    assert own_data.bar_met(bar, record(dice=0.95, stopped_by="plateau"))
+    assert not own_data.bar_met(bar, record(dice=0.94, stopped_by="plateau"))
+    assert not own_data.bar_met(bar, record(dice=0.96, trivial_dice=0.91, stopped_by="plateau"))  # 0.91 + 0.06
+    assert not own_data.bar_met(bar, record(dice=0.95, stopped_by="plateau", seconds=1201.0))
+    assert not own_data.bar_met(bar, record(dice=0.95, stopped_by="ceiling"))
+    assert not own_data.bar_met(bar, record(dice=0.95, stopped_by="plateau", returncode=1))
 
 
 def test_synthetic_bar_counts_the_install():
