@@ -97,7 +97,8 @@ class RateFloorStop(keras.callbacks.Callback):
             return
         value = float(logs[self.monitor])
         improved = value > self.best + self.min_delta
-        self.best = max(self.best, value) if improved or self.best == -float("inf") else self.best
+        if improved:
+            self.best = value
         at_floor = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) <= self.floor * (1 + 1e-6)
         self.epochs_at_floor = 0 if improved or not at_floor else self.epochs_at_floor + 1
         if self.epochs_at_floor >= self.patience and not self.model.stop_training:
